@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import fail
 from .geometry import ViewGeometry, VolumeGrid
 
 DEFAULT_SAMPLES_PER_CHUNK = 1 << 22
@@ -180,3 +181,26 @@ class _ProjectFunction(torch.autograd.Function):
 def silhouette(integral: torch.Tensor, k: float = 4.0) -> torch.Tensor:
     """Soft silhouette ``1 - exp(-k * integral)`` for binary-mask targets (k in 1/mm)."""
     return 1.0 - torch.exp(-k * integral)
+
+
+PROJECTOR_BACKENDS = ("auto", "torch", "tigre")
+
+
+def make_projector(views: Sequence[ViewGeometry], grid: VolumeGrid,
+                   device: str | torch.device = "cpu", backend: str = "auto"):
+    """A projector with the :class:`ConeBeamProjector` interface.
+
+    ``torch`` is this module's projector; ``tigre`` is the optional TIGRE (CUDA) backend;
+    ``auto`` uses TIGRE on a CUDA device when ``import tigre`` works, else torch.
+    """
+    from .tigre_backend import TigreProjector, tigre_available
+
+    if backend not in PROJECTOR_BACKENDS:
+        raise fail("backend", f"expected one of {', '.join(PROJECTOR_BACKENDS)}, got {backend!r}")
+    if backend == "tigre" and not tigre_available():
+        raise fail("backend", "TIGRE was requested but `import tigre` fails (it is optional)")
+    use_tigre = backend == "tigre" or (
+        backend == "auto" and torch.device(device).type == "cuda" and tigre_available())
+    if use_tigre:
+        return TigreProjector(views, grid, device=device)
+    return ConeBeamProjector(views, grid, device=device)

@@ -12,7 +12,7 @@ import torch
 from .case import Case
 from .errors import fail
 from .geometry import CaseGeometry, ViewGeometry, VolumeGrid
-from .projector import ConeBeamProjector
+from .projector import make_projector
 
 #: Attenuation of contrast-filled lumen per mm used by the Poisson model (I = I0 exp(-mu L)).
 CONTRAST_MU_PER_MM = 0.1
@@ -59,7 +59,7 @@ def project_label(label: np.ndarray, grid: VolumeGrid, views: Sequence[ViewGeome
                   device: str | torch.device = "cpu") -> list[np.ndarray]:
     """Noise-free line integrals (mm) of a label volume (nonzero = vessel) in its own grid."""
     occupancy = torch.as_tensor(np.asarray(label) > 0, dtype=torch.float32, device=device)
-    projector = ConeBeamProjector(views, grid, device=device)
+    projector = make_projector(views, grid, device=device)
     with torch.no_grad():
         return [p.cpu().numpy() for p in projector.project(occupancy)]
 

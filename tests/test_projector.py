@@ -155,3 +155,18 @@ def test_wrong_volume_shape_is_rejected():
     projector = ConeBeamProjector([VIEWS["AP"]], VolumeGrid((16, 16, 16)))
     with pytest.raises(ValueError, match="volume shape"):
         projector.project_view(torch.zeros(8, 8, 8), 0)
+
+
+def test_backend_factory_defaults_to_torch_and_rejects_missing_tigre():
+    from sdfcar.errors import InputError
+    from sdfcar.projector import make_projector
+    from sdfcar.tigre_backend import tigre_available
+
+    grid = VolumeGrid((16, 16, 16))
+    assert isinstance(make_projector([VIEWS["AP"]], grid, "cpu"), ConeBeamProjector)
+    assert isinstance(make_projector([VIEWS["AP"]], grid, "cpu", "torch"), ConeBeamProjector)
+    with pytest.raises(InputError, match="backend: expected one of"):
+        make_projector([VIEWS["AP"]], grid, "cpu", "astra")
+    if not tigre_available():
+        with pytest.raises(InputError, match="TIGRE was requested"):
+            make_projector([VIEWS["AP"]], grid, "cpu", "tigre")
