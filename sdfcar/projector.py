@@ -14,6 +14,7 @@ rays that can see a vessel.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,6 +100,44 @@ class ConeBeamProjector:
         values = values.to(self.device, torch.float32).reshape(-1)
         return self._adjoint(values, view, rays)
 
+    def system_matrix(self, view: int, rays: torch.Tensor, columns: torch.Tensor
+                      ) -> SparseSystemMatrix:
+        """Rows of the projection matrix for the flat pixel indices ``rays``, restricted to
+        voxels with ``columns >= 0`` (``columns``: int64 of ``grid.shape`` numbering the kept
+        voxels). ``matrix @ volume[kept]`` equals :meth:`project_view` for any volume that is
+        zero outside the kept voxels."""
+        columns = columns.to(self.device).reshape(-1)
+        row_parts, col_parts, value_parts = [], [], []
+        strides = torch.tensor([self.grid.shape[1] * self.grid.shape[2], self.grid.shape[2], 1],
+                               device=self.device)
+        for axis, pos, in_plane, step in self._chunks(view, rays):
+            others = [a for a in range(3) if a != axis]
+            low = in_plane.floor()
+            fraction = in_plane - low
+            low = low.long()
+            plane = torch.arange(in_plane.shape[1], device=self.device)[:, None]
+            for corner_b in (0, 1):
+                for corner_c in (0, 1):
+                    b, c = low[0] + corner_b, low[1] + corner_c
+                    weight = ((fraction[0] if corner_b else 1 - fraction[0])
+                              * (fraction[1] if corner_c else 1 - fraction[1]) * step[None, :])
+                    inside = ((b >= 0) & (b < self.grid.shape[others[0]]) & (c >= 0)
+                              & (c < self.grid.shape[others[1]]) & (weight > 0))
+                    flat = (plane * strides[axis] + b.clamp(min=0) * strides[others[0]]
+                            + c.clamp(min=0) * strides[others[1]])
+                    column = torch.where(inside, columns[flat.clamp(max=columns.numel() - 1)], -1)
+                    keep = column >= 0
+                    row_parts.append(pos.expand_as(column)[keep])
+                    col_parts.append(column[keep])
+                    value_parts.append(weight[keep])
+        num_columns = int(columns.max().item()) + 1 if columns.numel() else 0
+        indices = torch.stack([torch.cat(row_parts), torch.cat(col_parts)])
+        coo = torch.sparse_coo_tensor(indices, torch.cat(value_parts), (rays.numel(), num_columns),
+                                      check_invariants=False).coalesce()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return SparseSystemMatrix(coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr())
+
     # -- internals --------------------------------------------------------------------------
 
     def _check_volume(self, volume: torch.Tensor) -> None:
@@ -106,10 +145,11 @@ class ConeBeamProjector:
             raise ValueError(f"volume shape {tuple(volume.shape)} != grid shape {self.grid.shape}")
 
     def _chunks(self, view: int, rays: torch.Tensor | None):
-        """Yield ``(axis, positions, ray_ids, planes_grid, step)`` per chunk of rays.
+        """Yield ``(axis, positions, in_plane, step)`` per chunk of rays with one dominant axis.
 
-        ``positions`` index the output vector; ``planes_grid`` is the normalised
-        ``grid_sample`` grid of shape ``(planes, chunk, 1, 2)``.
+        ``positions`` index the output vector; ``in_plane`` holds the continuous indices of
+        the two other axes (in increasing axis order) where each ray crosses each plane,
+        shape ``(2, planes, chunk)``; ``step`` is the ray length between planes (mm).
         """
         traced = self.rays[view]
         ids = (torch.arange(traced.num_rays, device=self.device) if rays is None
@@ -128,12 +168,16 @@ class ConeBeamProjector:
                 ray_ids = ids[pos]
                 direction = traced.directions[ray_ids]
                 t = (plane_index[:, None] - traced.source[axis]) / direction[None, :, axis]
-                coords = [traced.source[a] + t * direction[None, :, a] for a in others]
-                # grid_sample wants (x, y) = (last axis, first axis) normalised to [-1, 1].
-                normalised = [2.0 * c / (self.grid.shape[a] - 1) - 1.0
-                              for c, a in zip(coords, others)]
-                planes_grid = torch.stack([normalised[1], normalised[0]], dim=-1).unsqueeze(2)
-                yield axis, pos, ray_ids, planes_grid, traced.step_mm[ray_ids]
+                in_plane = torch.stack([traced.source[a] + t * direction[None, :, a]
+                                        for a in others])
+                yield axis, pos, in_plane, traced.step_mm[ray_ids]
+
+    def _sampling_grid(self, axis: int, in_plane: torch.Tensor) -> torch.Tensor:
+        """``grid_sample`` grid ``(planes, chunk, 1, 2)``: (x, y) = (last, first) other axis,
+        normalised to [-1, 1] with ``align_corners=True``."""
+        first, last = (self.grid.shape[a] - 1 for a in range(3) if a != axis)
+        return torch.stack([2.0 * in_plane[1] / last - 1.0, 2.0 * in_plane[0] / first - 1.0],
+                           dim=-1).unsqueeze(2)
 
     def _forward(self, volume: torch.Tensor, view: int, rays: torch.Tensor | None
                  ) -> torch.Tensor:
@@ -141,10 +185,11 @@ class ConeBeamProjector:
         out = torch.zeros(count, device=self.device, dtype=torch.float32)
         volume = volume.to(torch.float32)
         stacks = {}
-        for axis, pos, _, planes_grid, step in self._chunks(view, rays):
+        for axis, pos, in_plane, step in self._chunks(view, rays):
             if axis not in stacks:
                 stacks[axis] = volume.movedim(axis, 0).unsqueeze(1)
-            sampled = F.grid_sample(stacks[axis], planes_grid, mode="bilinear",
+            sampled = F.grid_sample(stacks[axis], self._sampling_grid(axis, in_plane),
+                                    mode="bilinear",
                                     padding_mode="zeros", align_corners=True)
             out[pos] = sampled.sum(dim=0).reshape(-1) * step
         return out
@@ -152,7 +197,8 @@ class ConeBeamProjector:
     def _adjoint(self, values: torch.Tensor, view: int, rays: torch.Tensor | None
                  ) -> torch.Tensor:
         result = torch.zeros(self.grid.shape, device=self.device, dtype=torch.float32)
-        for axis, pos, _, planes_grid, step in self._chunks(view, rays):
+        for axis, pos, in_plane, step in self._chunks(view, rays):
+            planes_grid = self._sampling_grid(axis, in_plane)
             stack = result.movedim(axis, 0).unsqueeze(1)
             weights = (values[pos] * step).reshape(1, 1, -1, 1)
             grad_output = weights.expand(planes_grid.shape[0], 1, -1, 1).contiguous()
@@ -161,6 +207,36 @@ class ConeBeamProjector:
             )
             stack += grad_stack
         return result
+
+
+@dataclass
+class SparseSystemMatrix:
+    """A view's projection restricted to some rays and voxels, with its transpose (CSR)."""
+
+    matrix: torch.Tensor
+    transpose: torch.Tensor
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored weights."""
+        return int(self.matrix.values().numel())
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        """Line integrals of the kept rays for per-voxel ``values``; differentiable."""
+        return _SparseProjectFunction.apply(values, self)
+
+
+class _SparseProjectFunction(torch.autograd.Function):
+    """``A x`` with ``A^T g`` as backward, both as CSR matrix-vector products."""
+
+    @staticmethod
+    def forward(ctx, values, system):  # noqa: D102
+        ctx.system = system
+        return (system.matrix @ values.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: D102
+        return (ctx.system.transpose @ grad_output.unsqueeze(-1)).squeeze(-1), None
 
 
 class _ProjectFunction(torch.autograd.Function):

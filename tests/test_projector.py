@@ -170,3 +170,28 @@ def test_backend_factory_defaults_to_torch_and_rejects_missing_tigre():
     if not tigre_available():
         with pytest.raises(InputError, match="TIGRE was requested"):
             make_projector([VIEWS["AP"]], grid, "cpu", "tigre")
+
+
+def test_sparse_system_matrix_matches_dense_projector_on_its_support():
+    grid = VolumeGrid((24, 26, 28), (1.0, 0.9, 1.1))
+    views = [ViewGeometry(45, 10, 1000, 750, (32, 30), (1.0, 1.0)),
+             ViewGeometry(-20, -35, 1000, 750, (32, 30), (1.0, 1.0))]
+    projector = ConeBeamProjector(views, grid, samples_per_chunk=500)
+    generator = torch.Generator().manual_seed(3)
+    support = torch.rand(grid.shape, generator=generator) < 0.3
+    columns = torch.full(grid.shape, -1, dtype=torch.long)
+    columns[support] = torch.arange(int(support.sum()))
+    volume = torch.rand(grid.shape, generator=generator) * support
+    for view in range(2):
+        rays = torch.randperm(960, generator=generator)[:400]
+        system = projector.system_matrix(view, rays, columns)
+        values = volume[support].clone().requires_grad_(True)
+        projected = system(values)
+        torch.testing.assert_close(projected, projector.project_view(volume, view, rays),
+                                   atol=1e-5, rtol=1e-5)
+        weights = torch.rand(400, generator=generator)
+        projected.backward(weights)
+        torch.testing.assert_close(values.grad,
+                                   projector.backproject_view(weights, view, rays)[support],
+                                   atol=1e-5, rtol=1e-5)
+        assert 0 < system.nnz < 400 * 4 * 28
