@@ -7,19 +7,23 @@ or option and exits with status 2, and outputs are written atomically (nothing p
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from . import __version__
 from .atomic import atomic_directory, check_target
-from .case import write_case
+from .case import load_case, write_case
+from .config import PRESETS, build_config
 from .device import DEVICE_CHOICES, resolve_device
 from .errors import InputError
 from .geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from .images import read_volume, write_volume
+from .metrics import evaluate
 from .simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
 
 EXIT_BAD_INPUT = 2
@@ -62,6 +66,22 @@ def _grid_from(args: argparse.Namespace) -> VolumeGrid:
                          .replace("volume.spacing_mm", "--spacing")) from None
 
 
+def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--device", default=None, help=f"one of {DEVICE_CHOICES} (default auto)")
+    parser.add_argument("--seed", type=int, default=None, help="optimisation seed (default 0)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="optimisation iterations (default: the preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override any preset setting, e.g. "
+                        "--set field.levels=8 --set loss.eikonal=0.1 (repeatable)")
+
+
+def _config_from(args: argparse.Namespace):
+    return build_config(args.preset, args.overrides, iterations=args.iterations,
+                        seed=args.seed, device=args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all sub-commands."""
     parser = _Parser(prog="sdfcar", description=__doc__.splitlines()[0])
@@ -92,11 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--overwrite", action="store_true")
     simulate.set_defaults(run=run_simulate)
 
-    demo = commands.add_parser("demo", help="phantom -> simulated two-view case, in one go")
+    reconstruct = commands.add_parser(
+        "reconstruct", help="reconstruct the 3D vessel tree of a case folder")
+    reconstruct.add_argument("case_dir", type=Path, help="folder with geometry.json, view1.*, view2.*")
+    reconstruct.add_argument("--out", required=True, type=Path, help="output folder to create")
+    _reconstruction_arguments(reconstruct)
+    reconstruct.add_argument("--overwrite", action="store_true")
+    reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
+    reconstruct.set_defaults(run=run_reconstruct)
+
+    evaluate_parser = commands.add_parser("evaluate", help="score a label against ground truth")
+    evaluate_parser.add_argument("--pred", required=True, type=Path,
+                                 help="predicted label volume, or a reconstruction folder")
+    evaluate_parser.add_argument("--gt", required=True, type=Path, help="ground-truth label")
+    evaluate_parser.add_argument("--json", action="store_true", help="print JSON")
+    evaluate_parser.set_defaults(run=run_evaluate)
+
+    demo = commands.add_parser(
+        "demo", help="phantom -> simulated views -> reconstruction -> scores, in one go")
     demo.add_argument("--out", type=Path, default=Path("demo_output"))
     demo.add_argument("--kind", choices=("lca", "rca"), default="lca")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default="auto", help=f"one of {DEVICE_CHOICES}")
+    demo.add_argument("--phantom-seed", type=int, default=0)
+    _reconstruction_arguments(demo)
     demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(run=run_demo)
     return parser
@@ -127,28 +164,72 @@ def run_simulate(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (views {len(case.views)}, peak values {peaks})")
 
 
-def run_demo(args: argparse.Namespace) -> None:
-    """``sdfcar demo``: a phantom and its simulated two-view case at the reference geometry."""
-    from .phantom import label_volume
+def run_reconstruct(args: argparse.Namespace) -> None:
+    """``sdfcar reconstruct``: optimise the field for one case and write every output."""
+    from .outputs import write_outputs
+    from .reconstruct import reconstruct
 
+    started = time.perf_counter()
+    config = _config_from(args)
     check_target(args.out, args.overwrite)
-    device = resolve_device(args.device)
+    case = load_case(args.case_dir)
+    result = reconstruct(case.views, case.geometry, config, progress=not args.quiet)
+    write_outputs(args.out, result, args.overwrite, {"case_dir": str(args.case_dir)}, started)
+    print(f"wrote {args.out} ({result.run['vessel_voxels']} vessel voxels, "
+          f"{result.run['components']} component(s), {time.perf_counter() - started:.1f} s)")
+
+
+def _label_of(path: Path) -> Path:
+    return path / "label.nii.gz" if path.is_dir() else path
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    """``sdfcar evaluate``: metrics of a predicted label against ground truth."""
+    pred, pred_grid = read_volume(_label_of(args.pred))
+    gt, gt_grid = read_volume(args.gt)
+    scores = evaluate(pred > 0, gt > 0, pred_grid, gt_grid)
+    print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+
+
+def format_scores(scores: dict) -> str:
+    """A two-column table of metric names and values."""
+    return "\n".join(f"{name:<18} {value:.4f}" if isinstance(value, float)
+                     else f"{name:<18} {value}" for name, value in scores.items())
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """``sdfcar demo``: phantom, simulated views, reconstruction and scores in one folder."""
+    from .phantom import label_volume
+    from .outputs import write_outputs
+    from .reconstruct import reconstruct
+
+    started = time.perf_counter()
+    config = _config_from(args)
+    check_target(args.out, args.overwrite)
     geometry = CaseGeometry(REFERENCE_VIEWS)
-    label = label_volume(args.kind, args.seed, geometry.volume)
-    case = simulate_case(label, geometry.volume, geometry, device=device)
+    label = label_volume(args.kind, args.phantom_seed, geometry.volume)
+    case = simulate_case(label, geometry.volume, geometry, device=resolve_device(config.device))
+    result = reconstruct(case.views, case.geometry, config)
+    scores = evaluate(result.label > 0, label > 0, result.grid, geometry.volume)
     with atomic_directory(args.out, args.overwrite) as staging:
         write_volume(staging / "gt.nii.gz", label, geometry.volume)
         write_case(staging / "case", case)
-    print(f"ground truth : {args.out / 'gt.nii.gz'} ({int(label.sum())} vessel voxels)")
-    print(f"case         : {args.out / 'case'} (geometry.json, view1.nii.gz, view2.nii.gz)")
-    for index, image in enumerate(case.views, start=1):
-        print(f"view {index}       : {image.shape[0]}x{image.shape[1]}, "
-              f"max line integral {image.max():.2f} mm, {np.mean(image > 0) * 100:.1f} % pixels")
+        write_outputs(staging / "reconstruction", result, extra_run={"scores": scores},
+                      started=started)
+    print(f"ground truth   : {args.out / 'gt.nii.gz'} ({args.kind}, seed {args.phantom_seed})")
+    print(f"simulated case : {args.out / 'case'}")
+    print(f"reconstruction : {args.out / 'reconstruction'} (label, sdf, occupancy, "
+          "segmentation.seg.nrrd, mesh.vtk, report.png, run.json)")
+    print(f"time           : {time.perf_counter() - started:.1f} s "
+          f"({result.run['seconds_per_iteration'] * 1000:.0f} ms/iteration, "
+          f"{result.run['path']} path)")
+    print(format_scores(scores))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdfcar`` console script."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="sdfcar: %(message)s")
     try:
         args.run(args)
     except InputError as error:

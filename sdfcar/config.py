@@ -1,0 +1,156 @@
+"""Reconstruction settings: typed config, JSON presets and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from .errors import fail
+from .field.network import FieldConfig
+
+PRESETS = ("default", "neca", "sdfcar-paper")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (0 disables a term)."""
+
+    projection: float = 1.0
+    sdf2d: float = 0.0
+    eikonal: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """Everything that defines a reconstruction run; presets fill it, the CLI overrides it."""
+
+    preset: str = "default"
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
+    #: Occupancy sharpness: occupancy = sigmoid(-alpha * sdf), alpha in 1/mm.
+    alpha: float = 4.0
+    #: 2D-SDF term: "boundary" (differentiable) or "thresholded" (the seed's, no gradient).
+    sdf2d_mode: str = "boundary"
+    iterations: int = 300
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    #: Learning rate of the hash-grid tables (None: same as ``lr``).
+    lr_encoding: float | None = None
+    weight_decay: float = 0.0
+    #: Visual-hull fast path: "auto" (use it unless unsafe), "on" (fail if unsafe), "off".
+    fast_path: str = "auto"
+    #: A pixel is vessel in a view when its line integral exceeds this (mm).
+    silhouette_threshold_mm: float = 0.05
+    hull_margin_px: int = 2
+    #: Background rays kept around the silhouettes (pixels) so the fit sees their zeros.
+    ray_margin_px: int = 6
+    #: Hull larger than this fraction of the grid is treated as unsafe (noisy targets).
+    max_hull_fraction: float = 0.25
+    #: Keep only the largest 26-connected component of the label.
+    keep_largest_component: bool = True
+    #: Eikonal samples per iteration and finite-difference step (mm).
+    eikonal_samples: int = 4096
+    eikonal_step_mm: float = 0.4
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested JSON-ready mapping."""
+        return dataclasses.asdict(self)
+
+
+def _from_mapping(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise fail(where or "config", f"expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise fail(path, f"unknown setting (known: {', '.join(fields)})")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            values[key] = _from_mapping(type(default), value, path)
+        else:
+            values[key] = _coerce(value, default, path)
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail(where, f"expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(where, f"expected a number, got {value!r}")
+        if isinstance(default, int) and not float(value).is_integer():
+            raise fail(where, f"expected an integer, got {value!r}")
+        return type(default)(value)
+    if not isinstance(value, type(default)):
+        raise fail(where, f"expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The JSON mapping of a named preset."""
+    if name not in PRESETS:
+        raise fail("--preset", f"unknown preset {name!r} (expected one of {', '.join(PRESETS)})")
+    text = resources.files("sdfcar.presets").joinpath(f"{name}.json").read_text()
+    return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``"a.b=value"`` (value parsed as JSON, else kept as text) in place."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise fail("--set", f"expected KEY=VALUE, got {assignment!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    target = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise fail("--set", f"{key}: {part} is not a group of settings")
+    target[parts[-1]] = value
+
+
+def build_config(preset: str = "default", overrides: list[str] | tuple[str, ...] = (),
+                 **settings: Any) -> ReconstructionConfig:
+    """A validated config from a preset, ``--set`` style overrides and keyword settings
+    (keywords whose value is None are ignored, so CLI options can pass through)."""
+    data = load_preset(preset)
+    data["preset"] = preset
+    for assignment in overrides:
+        apply_override(data, assignment)
+    data.update({key: value for key, value in settings.items() if value is not None})
+    config = _from_mapping(ReconstructionConfig, data, "")
+    _check_choices(config)
+    return config
+
+
+def _check_choices(config: ReconstructionConfig) -> None:
+    choices = {
+        "field.mode": (config.field.mode, ("hybrid", "occupancy")),
+        "field.activation": (config.field.activation, ("leaky_relu", "relu", "softplus")),
+        "field.implementation": (config.field.implementation, ("auto", "torch", "tcnn")),
+        "sdf2d_mode": (config.sdf2d_mode, ("boundary", "thresholded")),
+        "optimizer": (config.optimizer, ("adam", "adamw")),
+        "fast_path": (config.fast_path, ("auto", "on", "off")),
+    }
+    for where, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise fail(where, f"expected one of {', '.join(allowed)}, got {value!r}")
+    positive = {"iterations": config.iterations, "alpha": config.alpha, "lr": config.lr,
+                "field.levels": config.field.levels, "field.hidden_width": config.field.hidden_width}
+    for where, value in positive.items():
+        if value <= 0:
+            raise fail(where, f"expected a positive value, got {value}")

@@ -1,0 +1,292 @@
+"""Per-case optimisation of the implicit field from two views: ``sdfcar.reconstruct``.
+
+The field is evaluated at voxel centres, turned into occupancy and projected. The fast path
+evaluates only the voxels of the dilated two-view visual hull and projects them with a
+sparse system matrix restricted to the rays around the silhouettes; the dense path (the
+reference presets, or when a hull would be unsafe) evaluates every voxel and uses the
+matrix-free projector.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import ReconstructionConfig
+from .device import resolve_device
+from .errors import fail
+from .field.network import ImplicitField
+from .geometry import CaseGeometry, VolumeGrid
+from .hull import dilate, visual_hull
+from .losses import (boundary_sdf2d, eikonal, projection_mse, signed_distance_2d,
+                     thresholded_sdf2d)
+from .projector import ConeBeamProjector, make_projector
+
+log = logging.getLogger("sdfcar")
+
+#: Points per field evaluation chunk (bounds activation memory on the dense path).
+FIELD_CHUNK = 1 << 17
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass
+class Result:
+    """What a reconstruction produces, on ``grid`` (arrays indexed ``(i, j, k)``)."""
+
+    label: np.ndarray  # uint8 vessel label
+    sdf: np.ndarray  # float32 signed distance, mm (negative inside)
+    occupancy: np.ndarray  # float32 in [0, 1]
+    grid: VolumeGrid
+    targets: list[np.ndarray]  # the views fitted
+    reprojections: list[np.ndarray]  # projections of the label into each view
+    config: ReconstructionConfig
+    run: dict = field(default_factory=dict)  # settings, timings, loss curve, errors
+
+
+@dataclass
+class _Problem:
+    """What one iteration needs: points to evaluate and how to render them."""
+
+    points: torch.Tensor  # (M, 3) LPS mm
+    render: callable  # occupancy (M,) -> list of predicted ray values per view
+    targets: list[torch.Tensor]  # measured values of the same rays
+    target_sdf: list[torch.Tensor]  # 2D signed distance of the measured silhouettes there
+    hull: np.ndarray | None  # boolean grid mask on the fast path
+    path: str
+
+
+def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[np.ndarray]:
+    """Check count, shape, finiteness and content of the views; return float32 copies."""
+    if len(views) != len(geometry.views):
+        raise fail("views", f"expected {len(geometry.views)} views, got {len(views)}")
+    checked = []
+    for index, (image, view) in enumerate(zip(views, geometry.views), start=1):
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape != view.detector_shape:
+            raise fail(f"view{index}", f"image is {'x'.join(map(str, image.shape))} but the "
+                                       f"geometry says {view.detector_shape[0]}x"
+                                       f"{view.detector_shape[1]}")
+        if not np.all(np.isfinite(image)):
+            raise fail(f"view{index}", "contains NaN or infinite values")
+        if not np.any(image > 0):
+            raise fail(f"view{index}", "is empty (no positive pixel): nothing to reconstruct")
+        checked.append(image)
+    return checked
+
+
+def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
+                config: ReconstructionConfig, progress: bool = True) -> Result:
+    """Optimise a field so its projections match ``views``; return label, SDF and more.
+
+    Runs with PyTorch's deterministic algorithms, so the same seed on the same device gives
+    the same result."""
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _reconstruct(views, geometry, config, progress)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
+                 config: ReconstructionConfig, progress: bool) -> Result:
+    started = time.perf_counter()
+    images = validate_views(views, geometry)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    grid = geometry.volume
+    problem = _build_problem(images, geometry, config, device)
+    field_model = ImplicitField(config.field, grid).to(device)
+    optimiser = _optimiser(field_model, config)
+    curve: list[float] = []
+    fit_started = time.perf_counter()
+    bar = tqdm(range(config.iterations), desc=f"sdfcar {config.preset}", disable=not progress,
+               unit="it", dynamic_ncols=True)
+    for _ in bar:
+        optimiser.zero_grad(set_to_none=True)
+        loss, terms = _loss(field_model, problem, geometry, config)
+        loss.backward()
+        optimiser.step()
+        curve.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{curve[-1]:.4g}", **{k: f"{v:.3g}" for k, v in terms.items()})
+    fit_seconds = time.perf_counter() - fit_started
+    result = _finish(field_model, problem, images, geometry, config, device)
+    result.run.update({
+        "sdfcar_version": __version__, "torch_version": torch.__version__,
+        "preset": config.preset, "config": config.to_dict(), "seed": config.seed,
+        "device": str(device), "path": problem.path, "iterations": config.iterations,
+        "points_per_iteration": int(problem.points.shape[0]),
+        "seconds_optimise": round(fit_seconds, 3),
+        "seconds_per_iteration": round(fit_seconds / max(config.iterations, 1), 5),
+        "seconds_reconstruct": round(time.perf_counter() - started, 3),
+        "loss_curve": [round(v, 6) for v in curve],
+    })
+    return result
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
+                   config: ReconstructionConfig, device: torch.device) -> _Problem:
+    grid = geometry.volume
+    silhouettes = [image > config.silhouette_threshold_mm for image in images]
+    target_sdf = [signed_distance_2d(mask, view.detector_spacing_mm)
+                  for mask, view in zip(silhouettes, geometry.views)]
+    hull = None
+    if config.fast_path != "off":
+        hull = visual_hull(geometry.views, grid, silhouettes, config.hull_margin_px)
+        reason = _unsafe_hull_reason(hull, config)
+        if reason and config.fast_path == "on":
+            raise fail("fast_path", f"the visual hull is unusable: {reason}")
+        if reason:
+            log.warning("fast path off: %s; using the dense path", reason)
+            hull = None
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
+    if hull is None:
+        projector = make_projector(geometry.views, grid, device=device)
+        points = as_tensor(grid.voxel_centers().reshape(-1, 3))
+        return _Problem(
+            points,
+            lambda occ: [p.reshape(-1) for p in projector.project(occ.reshape(grid.shape))],
+            [as_tensor(image.reshape(-1)) for image in images],
+            [as_tensor(sdf.reshape(-1)) for sdf in target_sdf], None, "dense")
+    columns = torch.full(grid.shape, -1, dtype=torch.int64)
+    columns[torch.as_tensor(hull)] = torch.arange(int(hull.sum()))
+    projector = ConeBeamProjector(geometry.views, grid, device=device)
+    systems, targets, sdfs = [], [], []
+    for index, (image, mask) in enumerate(zip(images, silhouettes)):
+        rays = torch.as_tensor(np.flatnonzero(dilate(mask, config.ray_margin_px)), device=device)
+        systems.append(projector.system_matrix(index, rays, columns))
+        targets.append(as_tensor(image.reshape(-1))[rays])
+        sdfs.append(as_tensor(target_sdf[index].reshape(-1))[rays])
+    log.info("fast path: %d hull voxels (%.2f %% of the grid), rays %s", int(hull.sum()),
+             100 * hull.mean(), [int(t.numel()) for t in targets])
+    points = as_tensor(grid.voxel_centers()[hull])
+    return _Problem(points, lambda occ: [system(occ) for system in systems], targets, sdfs,
+                    hull, "fast")
+
+
+def _unsafe_hull_reason(hull: np.ndarray, config: ReconstructionConfig) -> str | None:
+    if not hull.any():
+        return "it is empty (the silhouettes do not intersect in the volume)"
+    if hull.mean() > config.max_hull_fraction:
+        return (f"it covers {100 * hull.mean():.0f} % of the grid (noisy views?), more than "
+                f"max_hull_fraction={config.max_hull_fraction}")
+    return None
+
+
+def _optimiser(model: ImplicitField, config: ReconstructionConfig) -> torch.optim.Optimizer:
+    encoding = list(model.encoding.parameters())
+    head = [p for name, p in model.named_parameters() if not name.startswith("encoding.")]
+    groups = [{"params": head, "lr": config.lr},
+              {"params": encoding, "lr": config.lr_encoding or config.lr}]
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+# ----------------------------------------------------------------------------- iteration
+
+
+def _evaluate(model: ImplicitField, points: torch.Tensor) -> torch.Tensor:
+    """Raw field values; large point sets go through checkpointed chunks."""
+    if points.shape[0] <= FIELD_CHUNK:
+        return model(points)
+    return torch.cat([checkpoint(model, chunk, use_reentrant=False)
+                      for chunk in points.split(FIELD_CHUNK)])
+
+
+def _loss(model: ImplicitField, problem: _Problem, geometry: CaseGeometry,
+          config: ReconstructionConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    raw = _evaluate(model, problem.points)
+    predicted = problem.render(model.occupancy(raw, config.alpha))
+    weights, views = config.loss, len(predicted)
+    terms = {"proj": sum(projection_mse(p, t) for p, t in zip(predicted, problem.targets)) / views}
+    if weights.sdf2d > 0:
+        if config.sdf2d_mode == "boundary":
+            terms["sdf2d"] = sum(boundary_sdf2d(p, s) for p, s in
+                                 zip(predicted, problem.target_sdf)) / views
+        else:
+            terms["sdf2d"] = sum(
+                thresholded_sdf2d(p, s, v.detector_shape, v.detector_spacing_mm)
+                for p, s, v in zip(predicted, problem.target_sdf, geometry.views)) / views
+    if weights.eikonal > 0 and config.field.mode == "hybrid":
+        pick = torch.randint(0, problem.points.shape[0], (config.eikonal_samples,),
+                             device=problem.points.device)
+        terms["eik"] = eikonal(model, problem.points[pick], config.eikonal_step_mm)
+    scale = {"proj": weights.projection, "sdf2d": weights.sdf2d, "eik": weights.eikonal}
+    total = sum(scale[name] * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _finish(model: ImplicitField, problem: _Problem, images: list[np.ndarray],
+            geometry: CaseGeometry, config: ReconstructionConfig, device: torch.device
+            ) -> Result:
+    grid = geometry.volume
+    points = torch.as_tensor(grid.voxel_centers().reshape(-1, 3), dtype=torch.float32,
+                             device=device)
+    with torch.no_grad():
+        raw = torch.cat([model(chunk) for chunk in points.split(FIELD_CHUNK)])
+        occupancy = model.occupancy(raw, config.alpha).reshape(grid.shape).cpu().numpy()
+        raw = raw.reshape(grid.shape).cpu().numpy()
+    if problem.hull is not None:
+        occupancy = np.where(problem.hull, occupancy, 0.0)
+    spacing = grid.spacing_mm
+    if config.field.mode == "hybrid":
+        raw_label = raw < 0.0
+        if problem.hull is not None:
+            raw_label &= problem.hull
+            outside = ndimage.distance_transform_edt(~problem.hull, sampling=spacing)
+            raw = np.where(problem.hull, raw, np.maximum(raw, outside))
+    else:
+        raw_label = occupancy >= 0.5
+    components_raw = int(ndimage.label(raw_label, CONNECTIVITY_26)[1])
+    label = keep_largest_component(raw_label) if config.keep_largest_component else raw_label
+    if config.field.mode == "hybrid":
+        sdf = np.where(raw_label == label, raw, np.maximum(raw, 0.0))
+    else:
+        sdf = (ndimage.distance_transform_edt(~label, sampling=spacing)
+               - ndimage.distance_transform_edt(label, sampling=spacing))
+    reprojections = _reproject(label, geometry, device)
+    errors = [{"view": index + 1,
+               "rmse_mm": float(np.sqrt(np.mean((p - t) ** 2))),
+               "relative_l2": float(np.linalg.norm(p - t) / np.linalg.norm(t))}
+              for index, (p, t) in enumerate(zip(reprojections, images))]
+    run = {"components_before_postprocess": components_raw,
+           "components": int(ndimage.label(label, CONNECTIVITY_26)[1]),
+           "vessel_voxels": int(label.sum()), "reprojection_error": errors}
+    if problem.hull is not None:
+        run["hull_voxels"] = int(problem.hull.sum())
+    return Result(label.astype(np.uint8), sdf.astype(np.float32),
+                  occupancy.astype(np.float32), grid, images, reprojections, config, run)
+
+
+def keep_largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean mask (unchanged when empty)."""
+    labels, count = ndimage.label(mask, CONNECTIVITY_26)
+    if count <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def _reproject(label: np.ndarray, geometry: CaseGeometry, device: torch.device
+               ) -> list[np.ndarray]:
+    projector = make_projector(geometry.views, geometry.volume, device=device)
+    with torch.no_grad():
+        volume = torch.as_tensor(label, dtype=torch.float32, device=device)
+        return [p.cpu().numpy() for p in projector.project(volume)]
