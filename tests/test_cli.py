@@ -1,5 +1,6 @@
 """`sdfcar phantom` and `sdfcar demo` end to end, and the console script."""
 
+import json
 import subprocess
 import sys
 
@@ -37,11 +38,15 @@ def test_phantom_refuses_to_overwrite_and_rejects_bad_grids(tmp_path, capsys):
 
 def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--iterations", "3"]) == 0
     case = load_case(out / "case")
     assert case.geometry.views == REFERENCE_VIEWS
     assert all(image.max() > 2.0 for image in case.views)
-    assert "ground truth" in capsys.readouterr().out
+    assert (out / "reconstruction" / "segmentation.seg.nrrd").is_file()
+    run = json.loads((out / "reconstruction" / "run.json").read_text())
+    assert run["iterations"] == 3 and 0.0 <= run["scores"]["dice"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "ground truth" in printed and "cldice" in printed
 
 
 def test_console_script_reports_bad_subcommand_in_one_line():
