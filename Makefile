@@ -9,7 +9,7 @@ PYTHON     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP      := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench benchmark clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 
 bench: install
 	$(PYTHON) benchmarks/projector_speed.py
+
+# The full quality/speed/robustness suite (resumable; about 1 hour on 2 CPU cores), then
+# docs/benchmarks.md is regenerated from benchmarks/results/.
+benchmark: install
+	$(PYTHON) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from sdfcar.cli import REFERENCE_VIEWS
+from sdfcar.geometry import REFERENCE_VIEWS
 from sdfcar.geometry import VolumeGrid
 from sdfcar.projector import ConeBeamProjector
 

@@ -21,18 +21,12 @@ from .case import load_case, write_case
 from .config import PRESETS, build_config
 from .device import DEVICE_CHOICES, resolve_device
 from .errors import InputError
-from .geometry import CaseGeometry, ViewGeometry, VolumeGrid
+from .geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
 from .images import read_volume, write_volume
 from .metrics import evaluate
 from .simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
 
 EXIT_BAD_INPUT = 2
-
-#: The reference clinical geometry (DESIGN.md): the seed's two views.
-REFERENCE_VIEWS = (
-    ViewGeometry(29.7, 0.1, 993.0, 757.06, (512, 512), (0.278, 0.278)),
-    ViewGeometry(2.0, 29.0, 1055.0, 756.99, (512, 512), (0.278, 0.278)),
-)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -497,5 +497,12 @@ class CaseGeometry:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
+#: The reference clinical geometry of DESIGN.md (the seed's two views, 512^2 at 0.278 mm).
+REFERENCE_VIEWS = (
+    ViewGeometry(29.7, 0.1, 993.0, 757.06, (512, 512), (0.278, 0.278)),
+    ViewGeometry(2.0, 29.0, 1055.0, 756.99, (512, 512), (0.278, 0.278)),
+)
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed (expected finite numbers)")

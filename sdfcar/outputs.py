@@ -57,7 +57,7 @@ def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
         run = {**result.run, **(extra_run or {})}
         if started is not None:
             run["seconds_total"] = round(time.perf_counter() - started, 3)
-        text = json.dumps(_strict_json(run), indent=2, allow_nan=False, default=str)
+        text = json.dumps(strict_json(run), indent=2, allow_nan=False, default=str)
         (staging / "run.json").write_text(text + "\n")
     return out_dir
 
@@ -106,14 +106,14 @@ def _extent(mask: np.ndarray) -> list[int]:
     return extent
 
 
-def _strict_json(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     """``value`` with numpy types made plain and NaN/inf turned into None."""
     if isinstance(value, dict):
-        return {k if isinstance(k, str) else str(k): _strict_json(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _strict_json(value.tolist())
+        return strict_json(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -9,7 +9,8 @@ import pytest
 from scipy import ndimage
 
 from sdfcar.case import load_case
-from sdfcar.cli import REFERENCE_VIEWS, main
+from sdfcar.cli import main
+from sdfcar.geometry import REFERENCE_VIEWS
 from sdfcar.images import read_volume
 
 
