@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
 
+from sdfcar.benchmark import git_commit, machine_description
 from sdfcar.geometry import REFERENCE_VIEWS
 from sdfcar.geometry import VolumeGrid
 from sdfcar.projector import ConeBeamProjector
@@ -25,14 +24,6 @@ from sdfcar.projector import ConeBeamProjector
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def measure(device: torch.device, repeats: int) -> dict:
@@ -59,16 +50,14 @@ def measure(device: torch.device, repeats: int) -> dict:
     record = {
         "benchmark": "projector forward+backward, 2 views 512x512, volume 128^3 at 0.8 mm",
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else f"{platform.processor() or platform.machine()}, "
-                             f"{torch.get_num_threads()} threads"),
+        "device_name": machine_description(),
         "repeats": repeats,
         "seconds_forward_two_views": round(median(forward), 4),
         "seconds_forward_backward_two_views": round(median(both), 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__,
         "date": date.today().isoformat(),
-        "commit": _commit(),
+        "commit": git_commit(),
     }
     if device.type == "cuda":
         record["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

@@ -52,6 +52,7 @@ class Cell:
     iterations: int | None = None
     overrides: tuple[str, ...] = ()
     note: str = ""
+    timing_only: bool = False  # too few iterations for its scores to mean anything
 
     @property
     def name(self) -> str:
@@ -74,9 +75,9 @@ def quality_cells() -> list[Cell]:
     """The reference comparison: 6 phantoms, three presets, clean and 5 % noise (cheapest
     cells first, so a partial run already compares presets)."""
     cells = [Cell("quality", kind, seed, "default") for kind, seed in PHANTOMS]
-    cells.append(Cell("quality", "lca", 0, "sdfcar-paper", iterations=2,
-                      note="sdfcar-paper ran 2 iterations: a timing cell (dense, full grid "
-                           "every iteration), its scores are not a result"))
+    cells.append(Cell("quality", "lca", 0, "sdfcar-paper", iterations=2, timing_only=True,
+                      note="sdfcar-paper ran 2 iterations to measure its seconds per "
+                           "iteration (dense: the full grid every iteration); no scores"))
     cells += [Cell("quality", kind, seed, "default", noise=0.05) for kind, seed in PHANTOMS]
     cells += [Cell("quality", kind, seed, "neca", iterations=100, overrides=("fast_path=on",),
                    note="neca ran 100 iterations inside the visual hull (its dense 5000 "
@@ -110,17 +111,20 @@ def _views(cell: Cell) -> tuple[ViewGeometry, ViewGeometry]:
                                 secondary_angle_deg=0.0))
 
 
-def run_cell(cell: Cell) -> dict:
-    """Simulate, reconstruct and score one cell in this process; returns its record."""
+def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
+    """Simulate, reconstruct and score one cell in this process; returns its record and
+    the predicted label."""
     started = time.perf_counter()
     views = _views(cell)
     geometry = CaseGeometry(views)
     grid = geometry.volume
     label = label_volume(cell.kind, cell.seed, grid)
-    # An unknown patient shift: the views see the tree displaced, the fit assumes it is not.
-    seen = np.roll(label, int(round(cell.shift_mm / grid.spacing_mm[0])), axis=0)
+    # An isocenter error: the tree sits shift_mm along x from where the fit's geometry
+    # assumes it (the label is simulated on its grid moved by that much).
+    seen_grid = dataclasses.replace(grid, center_mm=(grid.center_mm[0] + cell.shift_mm,
+                                                     *grid.center_mm[1:]))
     noise = NoiseModel("gaussian", cell.noise) if cell.noise else None
-    case = simulate_case(seen, grid, geometry, noise=noise, seed=cell.seed)
+    case = simulate_case(label, seen_grid, geometry, noise=noise, seed=cell.seed)
     fit_views = (views[0], dataclasses.replace(
         views[1], primary_angle_deg=views[1].primary_angle_deg + cell.rotation_error_deg))
     config = build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
@@ -128,7 +132,7 @@ def run_cell(cell: Cell) -> dict:
     result = reconstruct(case.views, CaseGeometry(fit_views, grid), config, progress=False)
     scores = evaluate(result.label > 0, label > 0, grid, grid)
     preset_iterations = build_config(cell.preset).iterations
-    return {
+    record = {
         "cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
         "seconds_total": round(time.perf_counter() - started, 2),
         "seconds_reconstruct": result.run["seconds_reconstruct"],
@@ -144,6 +148,7 @@ def run_cell(cell: Cell) -> dict:
         "machine": machine_description(), "date": date.today().isoformat(),
         "commit": git_commit(), "sdfcar_version": __version__,
     }
+    return record, result.label
 
 
 def machine_description() -> str:
@@ -189,7 +194,9 @@ def _cell_main(spec: str, results: Path) -> None:
     data = json.loads(spec)
     data["overrides"] = tuple(data.get("overrides", ()))
     cell = Cell(**data)
-    record = run_cell(cell)
+    record, label = run_cell(cell)
+    with atomic_file(results / f"{cell.name}.label.npz", overwrite=True) as temporary:
+        np.savez_compressed(temporary, label=np.packbits(label > 0))
     with atomic_file(results / f"{cell.name}.json", overwrite=True) as temporary:
         temporary.write_text(json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n")
 

@@ -44,8 +44,15 @@ def quality_table(records: list[dict]) -> list[str]:
     for (preset, noise, iterations), group in sorted(_group(records).items(),
                                                       key=lambda item: str(item[0])):
         cells = [preset, f"{noise:g}", str(len(group)), str(iterations)]
+        timing_only = all(r["cell"].get("timing_only") for r in group)
         for metric, larger_is_better in METRICS:
+            if timing_only:
+                cells.append("-")
+                continue
             values = np.array([_value(r, metric) for r in group])
+            if np.all(np.isnan(values)):  # e.g. distances to an empty prediction
+                cells.append("undefined")
+                continue
             worst = np.nanmin(values) if larger_is_better else np.nanmax(values)
             cells.append(f"{np.nanmean(values):.3f} ({worst:.3f})")
         mean = lambda key: float(np.mean([r[key] for r in group]))
@@ -95,10 +102,11 @@ def robustness_table(records: list[dict]) -> list[str]:
 
 
 def box_plot(records: list[dict], path: Path) -> Path:
-    """Box plots of Dice, clDice and Ot(1 mm) per preset (noise-free cells)."""
+    """Box plots of Dice, clDice and Ot(1 mm) per preset (noise-free cells with scores)."""
     figure = Figure(figsize=(10, 3.4), dpi=80)
     FigureCanvasAgg(figure)
-    groups = _group([r for r in records if r["cell"]["noise"] == 0])
+    groups = _group([r for r in records
+                     if r["cell"]["noise"] == 0 and not r["cell"].get("timing_only")])
     names = sorted(groups, key=str)
     for index, metric in enumerate(("dice", "cldice", "ot_1mm")):
         axes = figure.add_subplot(1, 3, index + 1)
@@ -107,6 +115,58 @@ def box_plot(records: list[dict], path: Path) -> Path:
                         fontsize=8)
         axes.set_title(metric)
         axes.set_ylim(0, 1)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def load_label(results: Path, name: str, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """A cell's predicted label (saved bit-packed next to its record), if there is one."""
+    path = results / f"{name}.label.npz"
+    if not path.exists():
+        return None
+    bits = np.load(path)["label"]
+    return np.unpackbits(bits)[: int(np.prod(shape))].reshape(shape).astype(bool)
+
+
+def showcase(results: Path, path: Path, kind: str = "lca", seed: int = 0,
+             presets: tuple[str, ...] = ("default", "neca")) -> Path | None:
+    """Ground truth and each preset's label side by side (MIP along y), and both views:
+    the simulated target and each preset's reprojection."""
+    from .geometry import REFERENCE_VIEWS, CaseGeometry
+    from .phantom import label_volume
+    from .simulate import project_label
+
+    geometry = CaseGeometry(REFERENCE_VIEWS)
+    grid = geometry.volume
+    records = {r["cell"]["preset"]: r for r in load_records(results)
+               if r["cell"]["suite"] == "quality" and r["cell"]["kind"] == kind
+               and r["cell"]["seed"] == seed and r["cell"]["noise"] == 0}
+    labels = {p: load_label(results, records[p]["name"], grid.shape)
+              for p in presets if p in records}
+    labels = {p: v for p, v in labels.items() if v is not None}
+    if not labels:
+        return None
+    truth = label_volume(kind, seed, grid) > 0
+    volumes = {"ground truth": truth, **labels}
+    figure = Figure(figsize=(3.2 * len(volumes), 9.6), dpi=70)
+    FigureCanvasAgg(figure)
+    for column, (name, volume) in enumerate(volumes.items()):
+        axes = figure.add_subplot(3, len(volumes), column + 1)
+        axes.imshow(volume.max(axis=1).T, origin="lower", cmap="gray_r")
+        title = name if name == "ground truth" else (
+            f"{name}: Dice {records[name]['scores']['dice']:.2f}, "
+            f"clDice {records[name]['scores']['cldice']:.2f}")
+        axes.set_title(title, fontsize=8)
+        axes.set_xlabel("i (R -> L)", fontsize=7)
+        axes.set_ylabel("k (I -> S)", fontsize=7)
+        for row, image in enumerate(project_label(volume, grid, geometry.views), start=1):
+            axes = figure.add_subplot(3, len(volumes), row * len(volumes) + column + 1)
+            axes.imshow(image, cmap="gray_r", vmin=0, vmax=8)
+            axes.set_title(f"view {row}: {'target' if column == 0 else 'reprojection'}",
+                           fontsize=8)
+            axes.set_axis_off()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -141,6 +201,12 @@ def write_report(results: Path, docs: Path) -> Path:
         lines += ["### Per phantom, noise-free", ""] + per_case_table(
             quality, ("default", "neca")) + [""]
         lines += [f"![quality]({box.relative_to(docs).as_posix()})", ""]
+        shown = showcase(results, docs / "figures" / "showcase_lca0.png")
+        if shown is not None:
+            lines += ["Phantom lca0, noise-free: ground truth and reconstructions (maximum "
+                      "intensity projection along y), and both views: the simulated target and "
+                      "the reprojection of each label.", "",
+                      f"![showcase]({shown.relative_to(docs).as_posix()})", ""]
         lines += [f"Notes: {note}" for note in sorted({r['cell']['note'] for r in quality
                                                        if r['cell']['note']})] + [""]
     if robustness:
@@ -148,7 +214,8 @@ def write_report(results: Path, docs: Path) -> Path:
                   "View separation: LAO/RAO pairs at +-separation/2 with no cranial tilt; "
                   "rotation error: added to view 2's primary angle given to the fit (not to the "
                   "simulation); isocenter shift: the tree is displaced along x in the "
-                  "simulation only.", ""] + robustness_table(robustness) + [""]
+                  "simulation only (its grid is moved by that much).", ""]
+        lines += robustness_table(robustness) + [""]
     path = docs / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
     return path

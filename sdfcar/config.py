@@ -42,8 +42,10 @@ class ReconstructionConfig:
     weight_decay: float = 0.0
     #: Visual-hull fast path: "auto" (use it unless unsafe), "on" (fail if unsafe), "off".
     fast_path: str = "auto"
-    #: A pixel is vessel in a view when its line integral exceeds this (mm).
+    #: A pixel is vessel in a view when its line integral exceeds this (mm) ...
     silhouette_threshold_mm: float = 0.05
+    #: ... or, in a noisy view, this many noise standard deviations after smoothing.
+    silhouette_noise_sigmas: float = 4.0
     hull_margin_px: int = 2
     #: Background rays kept around the silhouettes (pixels) so the fit sees their zeros.
     ray_margin_px: int = 6

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ from .device import resolve_device
 from .errors import fail
 from .field.network import ImplicitField
 from .geometry import CaseGeometry, VolumeGrid
-from .hull import dilate, visual_hull
+from .hull import dilate, silhouette, visual_hull
 from .losses import (boundary_sdf2d, eikonal, projection_mse, signed_distance_2d,
                      thresholded_sdf2d)
 from .projector import ConeBeamProjector, make_projector
@@ -57,7 +57,7 @@ class _Problem:
     """What one iteration needs: points to evaluate and how to render them."""
 
     points: torch.Tensor  # (M, 3) LPS mm
-    render: callable  # occupancy (M,) -> list of predicted ray values per view
+    render: Callable[[torch.Tensor], list[torch.Tensor]]  # occupancy (M,) -> rays per view
     targets: list[torch.Tensor]  # measured values of the same rays
     target_sdf: list[torch.Tensor]  # 2D signed distance of the measured silhouettes there
     hull: np.ndarray | None  # boolean grid mask on the fast path
@@ -141,7 +141,13 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
 def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
                    config: ReconstructionConfig, device: torch.device) -> _Problem:
     grid = geometry.volume
-    silhouettes = [image > config.silhouette_threshold_mm for image in images]
+    found = [silhouette(image, config.silhouette_threshold_mm, config.silhouette_noise_sigmas)
+             for image in images]
+    silhouettes = [mask for mask, _ in found]
+    thresholds = [threshold for _, threshold in found]
+    if any(t > config.silhouette_threshold_mm for t in thresholds):
+        log.info("noisy views: silhouettes thresholded at %s mm after smoothing",
+                 ", ".join(f"{t:.3f}" for t in thresholds))
     target_sdf = [signed_distance_2d(mask, view.detector_spacing_mm)
                   for mask, view in zip(silhouettes, geometry.views)]
     hull = None

@@ -41,7 +41,6 @@ Frames: TIGRE world ``(x, y, z) = (posterior, left, inferior)`` (:data:`LPS_TO_T
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,20 +49,12 @@ import numpy as np
 import torch
 
 from .geometry import ViewGeometry, VolumeGrid
+from .optional import tigre_available
 
 # TIGRE world coordinates of an LPS point: x_T = P, y_T = L, z_T = -S. Symmetric and its own
 # inverse, a proper rotation: conjugating Rz(p) gives Rz(-p), conjugating Rx(-s) gives Ry(-s).
 LPS_TO_TIGRE = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 
-
-@functools.lru_cache(maxsize=1)
-def tigre_available() -> bool:
-    """True when ``import tigre`` works (cached)."""
-    try:
-        import tigre  # noqa: F401
-    except Exception:  # ImportError, or a CUDA runtime that fails at import
-        return False
-    return True
 
 
 @dataclass(frozen=True)

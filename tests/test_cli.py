@@ -55,3 +55,31 @@ def test_console_script_reports_bad_subcommand_in_one_line():
                              "--out", "x.nii.gz"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "invalid choice: 'lad'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
+    """Dice and clDice from `sdfcar evaluate --json` against plain numpy + skimage."""
+    from skimage.morphology import skeletonize
+
+    from sdfcar.geometry import VolumeGrid
+    from sdfcar.images import write_volume
+    from sdfcar.phantom import label_volume
+
+    grid = VolumeGrid()
+    truth = label_volume("rca", 1, grid) > 0
+    # A prediction on a grid shifted by one voxel along x: the same array, moved 0.8 mm.
+    moved = VolumeGrid(grid.shape, grid.spacing_mm, (0.8, 0.0, 0.0))
+    write_volume(tmp_path / "gt.nii.gz", truth.astype(np.uint8), grid)
+    write_volume(tmp_path / "pred.nii.gz", truth.astype(np.uint8), moved)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred.nii.gz"),
+                 "--gt", str(tmp_path / "gt.nii.gz"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    prediction = np.zeros_like(truth)
+    prediction[1:] = truth[:-1]  # voxel i of the moved grid sits at voxel i + 1 of the GT grid
+    expected_dice = 2 * (prediction & truth).sum() / (prediction.sum() + truth.sum())
+    tprec = (skeletonize(prediction) & truth).sum() / skeletonize(prediction).sum()
+    tsens = (skeletonize(truth) & prediction).sum() / skeletonize(truth).sum()
+    expected_cldice = 2 * tprec * tsens / (tprec + tsens)
+    assert scores["dice"] == pytest.approx(expected_dice, abs=0.01)
+    assert scores["cldice"] == pytest.approx(expected_cldice, abs=0.01)
+    assert 0.3 < scores["dice"] < 0.95

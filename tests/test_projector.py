@@ -58,7 +58,8 @@ def test_sphere_chord_matches_analytic(name, offset_fraction, centres):
 
 
 @pytest.mark.parametrize("name", ["AP", "LAO90", "CRA30"])
-def test_cylinder_chord_matches_analytic(name, centres):
+@pytest.mark.parametrize("shift_px", [0, 3])
+def test_cylinder_chord_matches_analytic(name, shift_px, centres):
     view, radius = VIEWS[name], 6.0
     axis_point, axis = np.array([2.0, 5.0, -4.0]), np.array([1.0, 1.0, 1.0]) / np.sqrt(3.0)
     offset = centres - axis_point
@@ -66,6 +67,8 @@ def test_cylinder_chord_matches_analytic(name, centres):
     volume = partial_volume(radial - radius, 0.8)
     projector = ConeBeamProjector([view], GRID)
     row, col = np.round(view.project_points(axis_point)).astype(int)
+    # Off-centre rays: step along the detector row, away from the projected axis.
+    col += shift_px
     origin, direction = rays_through(view, (row, col))
     # Distance between the ray and the axis, and the chord through an infinite cylinder.
     normal = np.cross(direction, axis)

@@ -15,6 +15,7 @@ import torch
 
 from sdfcar.geometry import ViewGeometry, VolumeGrid
 from sdfcar.projector import ConeBeamProjector
+from sdfcar.optional import importable
 from sdfcar.tigre_backend import (
     LPS_TO_TIGRE,
     TigreParams,
@@ -135,9 +136,9 @@ def fake_tigre(monkeypatch: pytest.MonkeyPatch):
     fake.Atb = lambda proj, geo, angles, kind: _fake_operator(geo, angles).backproject_view(
         torch.from_numpy(proj[0]), 0).numpy()
     monkeypatch.setitem(sys.modules, "tigre", fake)
-    tigre_available.cache_clear()
+    importable.cache_clear()
     yield
-    tigre_available.cache_clear()
+    importable.cache_clear()
 
 
 @pytest.mark.parametrize("grid_name", sorted(GRIDS))

@@ -9,27 +9,18 @@ uses tiny-cuda-nn's fused HashGrid with the same configuration.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..optional import tcnn_available
+
 # Large primes of the spatial hash (Teschner et al. 2003, as used by instant-NGP).
 _PRIMES = (1, 2654435761, 805459861)
 _CORNERS = [[(corner >> axis) & 1 for axis in range(3)] for corner in range(8)]
 IMPLEMENTATIONS = ("auto", "torch", "tcnn")
-
-
-@functools.lru_cache(maxsize=1)
-def tcnn_available() -> bool:
-    """True when ``import tinycudann`` works (cached)."""
-    try:
-        import tinycudann  # noqa: F401
-    except Exception:  # ImportError, or a CUDA runtime that fails at import
-        return False
-    return True
 
 
 def level_resolutions(levels: int, base_resolution: int, finest_resolution: int
