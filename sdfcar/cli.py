@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--out", required=True, type=Path, help="output folder to create")
     _reconstruction_arguments(reconstruct)
     reconstruct.add_argument("--overwrite", action="store_true")
-    reconstruct.add_argument("--quiet", action="store_true", help="no progress bar")
+    reconstruct.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
+                             help="progress on stderr: a tqdm bar, machine-readable lines "
+                             "'PROGRESS done total loss' (for GUIs), or none")
+    reconstruct.add_argument("--quiet", action="store_true", help="same as --progress none")
     reconstruct.set_defaults(run=run_reconstruct)
 
     evaluate_parser = commands.add_parser("evaluate", help="score a label against ground truth")
@@ -167,10 +170,18 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     config = _config_from(args)
     check_target(args.out, args.overwrite)
     case = load_case(args.case_dir)
-    result = reconstruct(case.views, case.geometry, config, progress=not args.quiet)
+    mode = "none" if args.quiet else args.progress
+    result = reconstruct(case.views, case.geometry, config, progress=mode == "bar",
+                         on_iteration=print_progress_line if mode == "lines" else None)
     write_outputs(args.out, result, args.overwrite, {"case_dir": str(args.case_dir)}, started)
     print(f"wrote {args.out} ({result.run['vessel_voxels']} vessel voxels, "
           f"{result.run['components']} component(s), {time.perf_counter() - started:.1f} s)")
+
+
+def print_progress_line(done: int, total: int, loss: float) -> None:
+    """Write ``PROGRESS done total loss`` to stderr at every whole percent (and the end)."""
+    if done == total or (100 * done) // total != (100 * (done - 1)) // total:
+        print(f"PROGRESS {done} {total} {loss:.6g}", file=sys.stderr, flush=True)
 
 
 def _label_of(path: Path) -> Path:

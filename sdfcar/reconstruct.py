@@ -83,23 +83,30 @@ def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[
     return checked
 
 
+ProgressCallback = Callable[[int, int, float], None]
+"""Called after every iteration with (iterations done, total iterations, loss)."""
+
+
 def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
-                config: ReconstructionConfig, progress: bool = True) -> Result:
+                config: ReconstructionConfig, progress: bool = True,
+                on_iteration: ProgressCallback | None = None) -> Result:
     """Optimise a field so its projections match ``views``; return label, SDF and more.
 
-    Runs with PyTorch's deterministic algorithms, so the same seed on the same device gives
-    the same result."""
+    ``progress`` shows a tqdm bar; ``on_iteration`` receives (done, total, loss) after each
+    iteration (for GUIs and servers). Runs with PyTorch's deterministic algorithms, so the
+    same seed on the same device gives the same result."""
     previous = (torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled())
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _reconstruct(views, geometry, config, progress)
+        return _reconstruct(views, geometry, config, progress, on_iteration)
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
-                 config: ReconstructionConfig, progress: bool) -> Result:
+                 config: ReconstructionConfig, progress: bool,
+                 on_iteration: ProgressCallback | None) -> Result:
     started = time.perf_counter()
     images = validate_views(views, geometry)
     device = resolve_device(config.device)
@@ -113,13 +120,15 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
     fit_started = time.perf_counter()
     bar = tqdm(range(config.iterations), desc=f"sdfcar {config.preset}", disable=not progress,
                unit="it", dynamic_ncols=True)
-    for _ in bar:
+    for iteration in bar:
         optimiser.zero_grad(set_to_none=True)
         loss, terms = _loss(field_model, problem, geometry, config)
         loss.backward()
         optimiser.step()
         curve.append(float(loss.detach()))
         bar.set_postfix(loss=f"{curve[-1]:.4g}", **{k: f"{v:.3g}" for k, v in terms.items()})
+        if on_iteration is not None:
+            on_iteration(iteration + 1, config.iterations, curve[-1])
     fit_seconds = time.perf_counter() - fit_started
     result = _finish(field_model, problem, images, geometry, config, device)
     result.run.update({

@@ -83,3 +83,14 @@ def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
     assert scores["dice"] == pytest.approx(expected_dice, abs=0.01)
     assert scores["cldice"] == pytest.approx(expected_cldice, abs=0.01)
     assert 0.3 < scores["dice"] < 0.95
+
+
+def test_progress_lines_are_machine_readable(capsys):
+    from sdfcar.cli import print_progress_line
+
+    for done in range(1, 251):
+        print_progress_line(done, 250, 0.5)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 100
+    assert lines[-1] == "PROGRESS 250 250 0.5"
+    assert all(line.split()[0] == "PROGRESS" and len(line.split()) == 4 for line in lines)

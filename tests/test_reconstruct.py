@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
 
 from sdfcar.case import Case, write_case
 from sdfcar.cli import main
@@ -13,27 +12,12 @@ from sdfcar.config import PRESETS, build_config
 from sdfcar.errors import InputError
 from sdfcar.field import HashGridEncoding, ImplicitField
 from sdfcar.field.network import FieldConfig
-from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.images import read_volume
 from sdfcar.losses import boundary_sdf2d, eikonal, signed_distance_2d, thresholded_sdf2d
 from sdfcar.metrics import dice
 from sdfcar.reconstruct import reconstruct
-from sdfcar.simulate import project_label
 
-GRID = VolumeGrid((48, 48, 48), (1.0, 1.0, 1.0))
-VIEWS = (ViewGeometry(30, 0, 1000, 750, (96, 96), (0.7, 0.7)),
-         ViewGeometry(0, 30, 1000, 750, (96, 96), (0.7, 0.7)))
-GEOMETRY = CaseGeometry(VIEWS, GRID)
-
-
-@pytest.fixture(scope="module")
-def arc_case():
-    """A 2 mm tube along a bent arc, 48^3 at 1 mm, two 96^2 views 41 degrees apart."""
-    t = np.linspace(0.0, np.pi, 400)
-    centre = np.stack([15 * np.cos(t), 5 * np.sin(2 * t), 15 * np.sin(t) - 7], axis=-1)
-    distance, _ = cKDTree(centre).query(GRID.voxel_centers().reshape(-1, 3))
-    label = (distance.reshape(GRID.shape) <= 2.0).astype(np.uint8)
-    return label, project_label(label, GRID, VIEWS)
+from conftest import SMALL_GEOMETRY as GEOMETRY, SMALL_GRID as GRID
 
 
 def small_config(**settings):
@@ -161,12 +145,15 @@ def _write_case(tmp_path, views, name="case"):
     return tmp_path / name
 
 
-def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case):
+def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, capsys):
     label, views = arc_case
     case_dir = _write_case(tmp_path, views)
     out = tmp_path / "out"
     assert main(["reconstruct", str(case_dir), "--out", str(out), "--iterations", "10",
-                 "--device", "cpu", "--quiet", "--set", "seed=3"]) == 0
+                 "--device", "cpu", "--progress", "lines", "--set", "seed=3"]) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("PROGRESS")]
+    assert [line.split()[1:3] for line in progress] == [[str(i), "10"] for i in range(1, 11)]
     names = {p.name for p in out.iterdir()}
     assert names == {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
                      "mesh.vtk", "report.png", "run.json"}
