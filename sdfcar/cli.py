@@ -22,9 +22,11 @@ from .config import PRESETS, build_config
 from .device import DEVICE_CHOICES, resolve_device
 from .errors import InputError
 from .geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
-from .images import read_volume, write_volume
+from .images import read_view, read_volume, write_volume
 from .metrics import evaluate
-from .simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
+from .simulate import CONTRAST_MU_PER_MM, DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
+from .vessels import (DEFAULT_PIXEL_MM, attenuation_from_intensity, extract_vessels,
+                      write_extraction)
 
 EXIT_BAD_INPUT = 2
 
@@ -133,6 +135,55 @@ def build_parser() -> argparse.ArgumentParser:
     _reconstruction_arguments(demo)
     demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(run=run_demo)
+
+    extract = commands.add_parser(
+        "extract-vessels", help="vessel mask and line-integral proxy of one angiogram")
+    extract.add_argument("image", type=Path, help="XA DICOM file, or a 2D image (PNG, TIFF, "
+                         "NIfTI, ...) of linear X-ray intensities (vessels dark)")
+    extract.add_argument("--out", required=True, type=Path, help="output folder to create")
+    extract.add_argument("--frame", type=int, default=None, metavar="N",
+                         help="frame of a cine run, 1-based (default: chosen automatically)")
+    extract.add_argument("--mask", type=Path, default=None, help="vessel mask image (nonzero = "
+                         "vessel, same rows x columns) to use instead of the automatic one")
+    extract.add_argument("--geometry", type=Path, default=None, metavar="JSON",
+                         help="contract view fields that replace or fill DICOM geometry tags, "
+                         'e.g. {"source_to_isocenter_mm": 760}')
+    extract.add_argument("--mu", type=float, default=CONTRAST_MU_PER_MM, metavar="PER_MM",
+                         help="attenuation of contrast-filled blood per mm used to convert "
+                         f"-log intensity to mm (default {CONTRAST_MU_PER_MM})")
+    extract.add_argument("--pixel-mm", type=float, default=None, metavar="MM",
+                         help="pixel size at the isocenter of a plain image (default "
+                         f"{DEFAULT_PIXEL_MM}; DICOM files take it from their geometry)")
+    extract.add_argument("--overwrite", action="store_true")
+    extract.set_defaults(run=run_extract_vessels)
+
+    batch = commands.add_parser(
+        "batch", help="reconstruct every case of a manifest on Ray (this machine or a cluster)")
+    batch.add_argument("manifest", type=Path, help="CSV with header case,case_dir[,gt] (or "
+                       "case,view1,view2[,gt]), or a JSON list of objects with those keys")
+    batch.add_argument("--out", required=True, type=Path,
+                       help="output folder: OUT/<case>/ per case and the log OUT/batch.jsonl")
+    batch.add_argument("--address", default=None, help="Ray cluster to attach to (default: "
+                       "RAY_ADDRESS, else a Ray instance started on this machine)")
+    batch.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                       help="CPUs of the Ray instance started here (default: all)")
+    batch.add_argument("--cpus-per-case", type=float, default=1.0, metavar="N",
+                       help="CPUs each case asks Ray for (default 1)")
+    batch.add_argument("--gpus-per-case", type=float, default=0.0, metavar="F",
+                       help="GPUs each case asks Ray for; fractions share a GPU (0.25: four "
+                       "cases per GPU; default 0: CPU)")
+    batch.add_argument("--retries", type=int, default=2, metavar="N",
+                       help="retries of a case whose worker or node crashed or ran out of "
+                       "memory (default 2); bad input is never retried")
+    _reconstruction_arguments(batch)
+    again = batch.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="skip the cases OUT/batch.jsonl records as ok, run the others")
+    again.add_argument("--overwrite", action="store_true",
+                       help="redo every case and start a new OUT/batch.jsonl")
+    batch.add_argument("--progress", choices=("bar", "none"), default="bar",
+                       help="progress bar on stderr (cases done, failed, ETA) or none")
+    batch.set_defaults(run=run_batch_command)
     return parser
 
 
@@ -231,19 +282,71 @@ def run_demo(args: argparse.Namespace) -> None:
     print(format_scores(scores))
 
 
+def run_batch_command(args: argparse.Namespace) -> int:
+    """``sdfcar batch``: every case of a manifest as a Ray task; prints a summary table and
+    returns 1 when a case failed (its error is in OUT/batch.jsonl)."""
+    from .batch import run_batch
+
+    summary = run_batch(args.manifest, args.out, _config_from(args), address=args.address,
+                        num_cpus=args.num_cpus, cpus_per_case=args.cpus_per_case,
+                        gpus_per_case=args.gpus_per_case, retries=args.retries,
+                        resume=args.resume, overwrite=args.overwrite,
+                        progress=args.progress == "bar")
+    print(summary.table())
+    return 1 if summary.failed else 0
+
+
+def run_extract_vessels(args: argparse.Namespace) -> None:
+    """``sdfcar extract-vessels``: vessel mask and line-integral proxy of one angiogram (a
+    frame of an XA DICOM run, or a plain image), with previews and a JSON report."""
+    from .xa import is_dicom, load_view_overrides, prepare_xa_view, read_mask
+
+    check_target(args.out, args.overwrite)
+    if is_dicom(args.image) or args.image.suffix.lower() == ".dcm":
+        if args.pixel_mm is not None:
+            raise InputError("--pixel-mm: only for plain images (a DICOM file's geometry "
+                             "gives the pixel size)")
+        overrides = load_view_overrides(args.geometry) if args.geometry else None
+        prepared = prepare_xa_view(args.image, args.frame, overrides, args.mask, args.mu)
+        extraction, report = prepared.extraction, prepared.report
+        attenuation = prepared.run.attenuation(prepared.choice.number)
+        spacing = prepared.view.detector_spacing_mm
+        chosen = f"frame {prepared.choice.number} ({prepared.choice.rule})"
+    else:
+        for option, value in (("--geometry", args.geometry), ("--frame", args.frame)):
+            if value is not None:
+                raise InputError(f"{option}: only for DICOM files ({args.image} is a plain "
+                                 "image)")
+        pixel_mm = DEFAULT_PIXEL_MM if args.pixel_mm is None else args.pixel_mm
+        attenuation = attenuation_from_intensity(read_view(args.image), str(args.image))
+        mask = None if args.mask is None else read_mask(args.mask, attenuation.shape)
+        extraction = extract_vessels(attenuation, pixel_mm, args.mu, mask)
+        report = {"file": str(args.image), "extraction": extraction.info, "warnings": []}
+        spacing = (pixel_mm, pixel_mm)
+        chosen = "single image"
+    if args.mask is not None:
+        extraction.info["mask_file"] = str(args.mask)
+    write_extraction(args.out, extraction, attenuation, spacing, report, args.overwrite)
+    for note in report["warnings"]:
+        logging.warning(note)
+    print(f"wrote {args.out} ({chosen}, {extraction.info['vessel_pixels']} vessel pixels "
+          f"({extraction.info['mask_source']} mask), integral up to "
+          f"{extraction.info['integral_max_mm']:.1f} mm)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdfcar`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="sdfcar: %(message)s")
     try:
-        args.run(args)
+        status = args.run(args)
     except InputError as error:
         print(f"sdfcar {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"sdfcar {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ class LossWeights:
     projection: float = 1.0
     sdf2d: float = 0.0
     eikonal: float = 0.0
+    #: Pull of the field's occupancy towards the voxel prior (fast path, prior_iterations > 0).
+    prior: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class ReconstructionConfig:
     #: 2D-SDF term: "boundary" (differentiable) or "thresholded" (the seed's, no gradient).
     sdf2d_mode: str = "boundary"
     iterations: int = 300
+    #: Voxel prior (fast path only): iterations of box-constrained least squares of per-voxel
+    #: occupancy inside the hull before the field is fitted (0: no prior), and its step scale.
+    prior_iterations: int = 0
+    prior_relaxation: float = 1.5
     optimizer: str = "adam"
     lr: float = 1e-3
     #: Learning rate of the hash-grid tables (None: same as ``lr``).

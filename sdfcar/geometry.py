@@ -177,36 +177,59 @@ class ViewGeometry:
         return cls(**cls._validated(data, where))
 
     @classmethod
-    def from_dicom_tags(cls, tags: Mapping[str, Any], where: str = "DICOM") -> ViewGeometry:
+    def from_dicom_tags(cls, tags: Mapping[str, Any], where: str = "DICOM",
+                        overrides: Mapping[str, Any] | None = None) -> ViewGeometry:
         """Build a view from XA tag values keyed by DICOM keyword or ``"gggg,eeee"``.
 
         Reads PositionerPrimaryAngle, PositionerSecondaryAngle, DistanceSourceToDetector,
-        DistanceSourceToPatient, Rows, Columns and ImagerPixelSpacing (PixelSpacing is used,
-        with a warning, when ImagerPixelSpacing is absent: it may be calibrated to the
-        isocenter rather than the detector).
+        DistanceSourceToPatient (DistanceSourceToIsocenter, 0018,9402, of Enhanced XA when
+        it is absent), Rows, Columns and ImagerPixelSpacing (PixelSpacing is used, with a
+        warning, when ImagerPixelSpacing is absent: it may be calibrated to the isocenter
+        rather than the detector). ``overrides`` maps contract fields (``primary_angle_deg``,
+        ..., ``detector_offset_mm``) to values that replace the tags or stand in for missing
+        ones; a missing tag without an override is an error naming the tag and the field.
         """
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(VIEW_KEYS))
+        if unknown:
+            raise fail(f"{where}: geometry override {unknown[0]}",
+                       f"unknown field (allowed: {', '.join(VIEW_KEYS)})")
         lookup = _DicomLookup(tags, where)
-        spacing = lookup.get("ImagerPixelSpacing", required=False)
+
+        def value(name: str, *keywords: str) -> Any:
+            if name in overrides:
+                return overrides[name]
+            for keyword in keywords:
+                found = lookup.get(keyword, required=False)
+                if found is not None:
+                    return found
+            tag = _DicomLookup.TAGS[keywords[0]]
+            raise fail(f"{where}: {keywords[0]} ({tag[:4]},{tag[4:]})",
+                       f"missing tag (give {name} as a geometry override)")
+
+        spacing = overrides.get("detector_spacing_mm")
         if spacing is None:
-            spacing = lookup.get("PixelSpacing", required=False)
-            if spacing is None:
-                raise fail(f"{where}: ImagerPixelSpacing (0018,1164)", "missing tag")
+            spacing = lookup.get("ImagerPixelSpacing", required=False)
+        if spacing is None:
+            spacing = value("detector_spacing_mm", "ImagerPixelSpacing", "PixelSpacing")
             warnings.warn(
                 f"{where}: ImagerPixelSpacing (0018,1164) missing; using PixelSpacing "
                 "(0028,0030), which may be calibrated at the isocenter",
                 stacklevel=2,
             )
-        return cls.from_dict(
-            {
-                "primary_angle_deg": lookup.get("PositionerPrimaryAngle"),
-                "secondary_angle_deg": lookup.get("PositionerSecondaryAngle"),
-                "source_to_detector_mm": lookup.get("DistanceSourceToDetector"),
-                "source_to_isocenter_mm": lookup.get("DistanceSourceToPatient"),
-                "detector_shape": [lookup.get("Rows"), lookup.get("Columns")],
-                "detector_spacing_mm": spacing,
-            },
-            where,
-        )
+        data = {
+            "primary_angle_deg": value("primary_angle_deg", "PositionerPrimaryAngle"),
+            "secondary_angle_deg": value("secondary_angle_deg", "PositionerSecondaryAngle"),
+            "source_to_detector_mm": value("source_to_detector_mm", "DistanceSourceToDetector"),
+            "source_to_isocenter_mm": value("source_to_isocenter_mm", "DistanceSourceToPatient",
+                                            "DistanceSourceToIsocenter"),
+            "detector_shape": overrides.get("detector_shape") or [
+                value("detector_shape", "Rows"), value("detector_shape", "Columns")],
+            "detector_spacing_mm": spacing,
+        }
+        if "detector_offset_mm" in overrides:
+            data["detector_offset_mm"] = overrides["detector_offset_mm"]
+        return cls.from_dict(data, where)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (inverse of :meth:`from_dict`)."""
@@ -310,6 +333,7 @@ class _DicomLookup:
         "PositionerSecondaryAngle": "00181511",
         "DistanceSourceToDetector": "00181110",
         "DistanceSourceToPatient": "00181111",
+        "DistanceSourceToIsocenter": "00189402",
         "ImagerPixelSpacing": "00181164",
         "PixelSpacing": "00280030",
         "Rows": "00280010",

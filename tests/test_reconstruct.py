@@ -40,6 +40,16 @@ def test_small_reconstruction_recovers_the_tube(arc_case):
     assert np.array_equal(result.label > 0, result.sdf < 0)
 
 
+def test_default_preset_in_full_recovers_the_tube_as_one_piece(arc_case):
+    label, views = arc_case
+    result = reconstruct(views, GEOMETRY, build_config("default", device="cpu"), progress=False)
+    # Measured: Dice 0.94, 2 raw components (0.55 and 6 without the voxel prior). The voxel
+    # prior resolves the ghost pairings that a field fitted from scratch spreads mass over.
+    assert dice(result.label, label) > 0.88
+    assert result.run["components_before_postprocess"] <= 3
+    assert result.run["seconds_prior"] > 0
+
+
 def test_same_seed_gives_identical_label(arc_case):
     _, views = arc_case
     first = reconstruct(views, GEOMETRY, small_config(iterations=15), progress=False)
@@ -150,10 +160,12 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     case_dir = _write_case(tmp_path, views)
     out = tmp_path / "out"
     assert main(["reconstruct", str(case_dir), "--out", str(out), "--iterations", "10",
-                 "--device", "cpu", "--progress", "lines", "--set", "seed=3"]) == 0
+                 "--device", "cpu", "--progress", "lines", "--set", "seed=3",
+                 "--set", "prior_iterations=20"]) == 0
     progress = [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("PROGRESS")]
-    assert [line.split()[1:3] for line in progress] == [[str(i), "10"] for i in range(1, 11)]
+    # The voxel prior's 20 iterations, then the field's 10, as one count.
+    assert [line.split()[1:3] for line in progress] == [[str(i), "30"] for i in range(1, 31)]
     names = {p.name for p in out.iterdir()}
     assert names == {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
                      "mesh.vtk", "report.png", "run.json"}

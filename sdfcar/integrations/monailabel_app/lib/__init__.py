@@ -1,0 +1,1 @@
+"""Tasks of the SDF-CAR MONAI Label app."""

@@ -1,0 +1,91 @@
+"""Box-constrained least squares for per-voxel occupancy inside the visual hull.
+
+Finds ``0 <= x <= 1`` minimising ``sum_k || A_k x - y_k ||^2_{R_k}`` with accelerated,
+SIRT-preconditioned projected gradient steps (FISTA with the row/column-sum scaling of
+SIRT). The upper bound is what resolves most of the two-view ambiguity: a vessel voxel is
+either full or empty, so mass cannot spread over ghost pairings for free (measured in
+``docs/reconstruction-notes.md``). Voxels pinned at zero are pruned from the problem as the
+fit goes, which is most of the hull.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from .projector import SparseSystemMatrix
+
+FitProgress = Callable[[int, int, float], None]
+"""Called with (iterations done, total iterations, data misfit)."""
+
+
+def to_scipy(system: SparseSystemMatrix) -> sp.csr_matrix:
+    """The CSR system matrix of a view as a float32 SciPy matrix (CPU)."""
+    matrix = system.matrix.to_sparse_csr().cpu()
+    return sp.csr_matrix((matrix.values().numpy().astype(np.float32),
+                          matrix.col_indices().numpy(), matrix.crow_indices().numpy()),
+                         shape=tuple(matrix.shape))
+
+
+def fit_occupancy(systems: Sequence[sp.csr_matrix], targets: Sequence[np.ndarray],
+                  iterations: int, relaxation: float = 1.5, prune_every: int = 50,
+                  on_iteration: FitProgress | None = None) -> np.ndarray:
+    """Occupancy in [0, 1] per column of ``systems`` that reproduces ``targets``.
+
+    ``relaxation`` scales the SIRT step (1 is the safe bound, values up to about 1.5 converge
+    faster here); every ``prune_every`` iterations, voxels that sit at zero with a gradient
+    pushing them below zero are removed from the active set.
+    """
+    columns = systems[0].shape[1]
+    targets = [np.asarray(t, dtype=np.float32) for t in targets]
+    active = np.arange(columns)
+    row_scale = [1.0 / np.maximum(m @ np.ones(columns, dtype=np.float32), 1e-6)
+                 for m in systems]
+    problem = _Scaled(systems, active, row_scale)
+    x = np.zeros(columns, dtype=np.float32)
+    previous = momentum_point = x[active]
+    t = 1.0
+    for iteration in range(iterations):
+        residuals = problem.residuals(momentum_point, targets)
+        gradient = problem.gradient(residuals)
+        current = np.clip(momentum_point - relaxation * problem.column_scale * gradient, 0, 1)
+        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        momentum_point = current + ((t - 1.0) / t_next) * (current - previous)
+        previous, t = current, t_next
+        if on_iteration is not None:
+            on_iteration(iteration + 1, iterations,
+                         float(sum(np.dot(r, r) for r in residuals)) / 2.0)
+        if prune_every and (iteration + 1) % prune_every == 0 and iteration + 1 < iterations:
+            keep = (current > 0) | (momentum_point > 0) | (gradient < 0)
+            if not keep.all():
+                x[active] = current
+                active = active[keep]
+                problem = _Scaled(systems, active, row_scale)
+                previous, momentum_point = current[keep], momentum_point[keep]
+    x[:] = 0.0
+    x[active] = previous
+    return x
+
+
+class _Scaled:
+    """The active columns of every view's matrix with SIRT's row (of the whole problem) and
+    column scalings."""
+
+    def __init__(self, systems: Sequence[sp.csr_matrix], active: np.ndarray,
+                 row_scale: Sequence[np.ndarray]):
+        self.matrices = [system[:, active].tocsr() for system in systems]
+        self.transposes = [m.T.tocsr() for m in self.matrices]
+        self.row_scale = row_scale
+        column_sums = sum(t @ np.ones(t.shape[1], dtype=np.float32) for t in self.transposes)
+        self.column_scale = (1.0 / np.maximum(column_sums, 1e-6)).astype(np.float32)
+
+    def residuals(self, x: np.ndarray, targets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``A_k x - y_k`` per view."""
+        return [m @ x - y for m, y in zip(self.matrices, targets)]
+
+    def gradient(self, residuals: Sequence[np.ndarray]) -> np.ndarray:
+        """``sum_k A_k^T R_k r_k``."""
+        return sum(t @ (scale * r) for t, scale, r in
+                   zip(self.transposes, self.row_scale, residuals))
+
