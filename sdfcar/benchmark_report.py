@@ -216,6 +216,7 @@ def write_report(results: Path, docs: Path) -> Path:
                   "simulation); isocenter shift: the tree is displaced along x in the "
                   "simulation only (its grid is moved by that much).", ""]
         lines += robustness_table(robustness) + [""]
+    lines += _snippets(results)
     path = docs / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -232,6 +233,12 @@ def _ratio(records: list[dict]) -> list[str]:
             f"{our_seconds:.1f} s = **{paper_seconds / our_seconds:.0f}x** (paper: measured "
             "seconds per iteration x 5000 iterations; default: measured wall time per case, "
             "simulation included).", ""]
+
+
+def _snippets(results: Path) -> list[str]:
+    """Sections other benchmark scripts saved as Markdown (``results/*.md``), verbatim."""
+    return [line for path in sorted(results.glob("*.md"))
+            for line in path.read_text().rstrip().splitlines() + [""]]
 
 
 def _projector_section(results: Path) -> list[str]:
