@@ -43,8 +43,7 @@ def fit_occupancy(systems: Sequence[sp.csr_matrix], targets: Sequence[np.ndarray
     row_scale = [1.0 / np.maximum(m @ np.ones(columns, dtype=np.float32), 1e-6)
                  for m in systems]
     problem = _Scaled(systems, active, row_scale)
-    x = np.zeros(columns, dtype=np.float32)
-    previous = momentum_point = x[active]
+    previous = momentum_point = np.zeros(columns, dtype=np.float32)
     t = 1.0
     for iteration in range(iterations):
         residuals = problem.residuals(momentum_point, targets)
@@ -59,13 +58,12 @@ def fit_occupancy(systems: Sequence[sp.csr_matrix], targets: Sequence[np.ndarray
         if prune_every and (iteration + 1) % prune_every == 0 and iteration + 1 < iterations:
             keep = (current > 0) | (momentum_point > 0) | (gradient < 0)
             if not keep.all():
-                x[active] = current
                 active = active[keep]
                 problem = _Scaled(systems, active, row_scale)
                 previous, momentum_point = current[keep], momentum_point[keep]
-    x[:] = 0.0
-    x[active] = previous
-    return x
+    occupancy = np.zeros(columns, dtype=np.float32)
+    occupancy[active] = previous
+    return occupancy
 
 
 class _Scaled:
