@@ -4,7 +4,7 @@
 The bundle holds no weights: every case optimises its own field. Data flows as one
 dictionary: :func:`load_case_data` (views and geometry) -> :class:`Reconstructor` (the
 per-case optimisation; its SDF and grid) -> post-processing transforms
-(:class:`SignedDistanceToLabeld`, :class:`KeepLargestComponentd`, :class:`LabelToMetaTensord`)
+(:class:`SignedDistanceToLabeld`, :class:`SelectTreed`, :class:`LabelToMetaTensord`)
 -> :class:`CaseWriter` (MONAI's NIfTI writer, the 3D Slicer ``.seg.nrrd`` and ``run.json``,
 all or nothing).
 """
@@ -35,12 +35,14 @@ from .config import ReconstructionConfig, build_config
 from .errors import InputError, fail
 from .geometry import VolumeGrid
 from .outputs import strict_json, write_segmentation
-from .reconstruct import CONNECTIVITY_26, keep_largest_component, reconstruct
+from .connect import CONNECTIVITY_26, select_tree
+from .reconstruct import reconstruct
 
 log = logging.getLogger("sdfcar.bundle")
 
 #: Engine run entries that describe the label before the bundle's post-processing.
-_UNPROCESSED_LABEL_KEYS = ("components", "vessel_voxels", "reprojection_error")
+_UNPROCESSED_LABEL_KEYS = ("components", "vessel_voxels", "reprojection_error",
+                           "bridged_fragments", "bridges", "dropped_voxels")
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
 
@@ -89,9 +91,9 @@ class Reconstructor:
     """The per-case optimisation (:func:`sdfcar.reconstruct.reconstruct`) as a bundle step.
 
     The engine runs without its own component selection so the bundle's post-processing
-    does it in the open; ``keep_largest_component`` of ``config`` is read by
-    :class:`KeepLargestComponentd` instead. Adds ``sdf`` (mm, negative inside), ``grid``
-    and ``run`` (settings, versions, timings, loss curve) to the data.
+    does it in the open; ``connectivity`` of ``config`` is read by :class:`SelectTreed`
+    instead. Adds ``sdf`` (mm, negative inside), ``occupancy``, ``grid`` and ``run``
+    (settings, versions, timings, loss curve) to the data.
     """
 
     def __init__(self, config: ReconstructionConfig, progress: bool | str = True) -> None:
@@ -99,13 +101,14 @@ class Reconstructor:
         self.progress = flag(progress, "progress")
 
     def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        engine_config = dataclasses.replace(self.config, keep_largest_component=False)
+        engine_config = dataclasses.replace(self.config, connectivity="none")
         result = reconstruct(data["views"], data["geometry"], engine_config,
                              progress=self.progress)
         run = {key: value for key, value in result.run.items()
                if key not in _UNPROCESSED_LABEL_KEYS}
         run["config"] = self.config.to_dict()
-        return {**data, "sdf": result.sdf, "grid": result.grid, "run": run}
+        return {**data, "sdf": result.sdf, "occupancy": result.occupancy,
+                "grid": result.grid, "run": run}
 
 
 class SignedDistanceToLabeld(MapTransform):
@@ -125,22 +128,28 @@ class SignedDistanceToLabeld(MapTransform):
         return out
 
 
-class KeepLargestComponentd(MapTransform):
-    """Keep the largest 26-connected component of a label (the tree), when ``enabled``.
-
-    Uses :func:`sdfcar.reconstruct.keep_largest_component`, the engine's own rule, so the
-    result matches ``sdfcar reconstruct`` voxel for voxel (ties included).
+class SelectTreed(MapTransform):
+    """One tree from a label (:func:`sdfcar.connect.select_tree`, the engine's own rule, so
+    the result matches ``sdfcar reconstruct`` voxel for voxel): ``mode`` "bridge" joins
+    fragments to the largest component through the occupancy, "largest" keeps that
+    component only, "none" leaves the label as it is. What was done goes into ``run``.
     """
 
-    def __init__(self, keys: KeysCollection = "label", enabled: bool | str = True) -> None:
+    def __init__(self, keys: KeysCollection = "label", occupancy_key: str = "occupancy",
+                 mode: str = "bridge", run_key: str = "run") -> None:
         super().__init__(keys)
-        self.enabled = flag(enabled, "keep_largest_component")
+        self.occupancy_key = occupancy_key
+        self.mode = mode
+        self.run_key = run_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         out = dict(data)
-        if self.enabled:
-            for key in self.key_iterator(out):
-                out[key] = keep_largest_component(np.asarray(out[key]) > 0).astype(np.uint8)
+        for key in self.key_iterator(out):
+            selection = select_tree(np.asarray(out[key]) > 0,
+                                    np.asarray(out[self.occupancy_key]), self.mode)
+            out[key] = selection.label.astype(np.uint8)
+            if self.run_key in out:
+                out[self.run_key] = {**out[self.run_key], **selection.summary()}
         return out
 
 

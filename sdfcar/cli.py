@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .atomic import atomic_directory, check_target
 from .case import load_case, write_case
-from .config import PRESETS, build_config
+from .config import PRESETS, TARGETS, build_config
 from .device import DEVICE_CHOICES, resolve_device
 from .errors import InputError
 from .geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
@@ -73,9 +73,9 @@ def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
                         "--set field.levels=8 --set loss.eikonal=0.1 (repeatable)")
 
 
-def _config_from(args: argparse.Namespace):
+def _config_from(args: argparse.Namespace, **settings):
     return build_config(args.preset, args.overrides, iterations=args.iterations,
-                        seed=args.seed, device=args.device)
+                        seed=args.seed, device=args.device, **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,10 +109,37 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=run_simulate)
 
     reconstruct = commands.add_parser(
-        "reconstruct", help="reconstruct the 3D vessel tree of a case folder")
-    reconstruct.add_argument("case_dir", type=Path, help="folder with geometry.json, view1.*, view2.*")
+        "reconstruct", help="reconstruct the 3D vessel tree of a case folder or of two XA "
+        "DICOM runs")
+    reconstruct.add_argument("case_dir", type=Path, nargs="?", default=None,
+                             help="folder with geometry.json, view1.*, view2.* (or give "
+                             "--view1 and --view2)")
     reconstruct.add_argument("--out", required=True, type=Path, help="output folder to create")
     _reconstruction_arguments(reconstruct)
+    reconstruct.add_argument("--target", choices=TARGETS, default=None,
+                             help="what is fitted: line integrals (MSE), binary masks "
+                             "(silhouette BCE), or auto: mask when the views hold only 0 "
+                             "and 1 (default: the preset's, auto)")
+    xa = reconstruct.add_argument_group(
+        "DICOM XA input", "two X-ray angiography runs instead of CASE_DIR; geometry from "
+        "their tags, one frame of each, vessel masks extracted or given")
+    xa.add_argument("--view1", type=Path, metavar="A.dcm", help="first XA run")
+    xa.add_argument("--view2", type=Path, metavar="B.dcm", help="second XA run")
+    xa.add_argument("--geometry", type=Path, default=None, metavar="JSON",
+                    help="contract fields replacing or filling the geometry tags: shared at "
+                    'the top level, per view in "views": [{...}, {...}], and the '
+                    '"volume" grid')
+    xa.add_argument("--frame", type=int, nargs="+", default=None, metavar="N",
+                    help="1-based frame: one number for both runs or two (view1 view2) "
+                    "(default: chosen automatically, end-diastole with the most contrast)")
+    xa.add_argument("--mask1", type=Path, default=None, metavar="IMAGE",
+                    help="vessel mask of view 1 (nonzero = vessel, the frame's rows x "
+                    "columns; PNG, NRRD, NIfTI, ...) instead of the extracted one")
+    xa.add_argument("--mask2", type=Path, default=None, metavar="IMAGE",
+                    help="vessel mask of view 2")
+    xa.add_argument("--mu", type=float, default=None, metavar="PER_MM",
+                    help="attenuation of contrast-filled blood per mm that scales the "
+                    f"line-integral proxies (default {CONTRAST_MU_PER_MM})")
     reconstruct.add_argument("--overwrite", action="store_true")
     reconstruct.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
                              help="progress on stderr: a tqdm bar, machine-readable lines "
@@ -218,15 +245,61 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     from .reconstruct import reconstruct
 
     started = time.perf_counter()
-    config = _config_from(args)
+    config = _config_from(args, target=args.target)
     check_target(args.out, args.overwrite)
-    case = load_case(args.case_dir)
+    masks, extra, write_extra = None, {"case_dir": str(args.case_dir)}, None
+    if _xa_input(args):
+        pair = _prepare_pair(args)
+        case, masks, write_extra = pair.case, pair.masks, lambda staging: pair.write_views(
+            staging / "views")
+        extra = {"views": {"view1": str(args.view1), "view2": str(args.view2)},
+                 "xa": pair.report}
+    else:
+        case = load_case(args.case_dir)
     mode = "none" if args.quiet else args.progress
     result = reconstruct(case.views, case.geometry, config, progress=mode == "bar",
-                         on_iteration=print_progress_line if mode == "lines" else None)
-    write_outputs(args.out, result, args.overwrite, {"case_dir": str(args.case_dir)}, started)
+                         on_iteration=print_progress_line if mode == "lines" else None,
+                         masks=masks)
+    write_outputs(args.out, result, args.overwrite, extra, started, write_extra)
     print(f"wrote {args.out} ({result.run['vessel_voxels']} vessel voxels, "
           f"{result.run['components']} component(s), {time.perf_counter() - started:.1f} s)")
+
+
+def _xa_input(args: argparse.Namespace) -> bool:
+    """Whether ``reconstruct`` reads two XA runs; checks the inputs are one way or the other."""
+    xa_only = {"--geometry": args.geometry, "--frame": args.frame, "--mask1": args.mask1,
+               "--mask2": args.mask2, "--mu": args.mu}
+    if args.case_dir is not None:
+        if args.view1 is not None or args.view2 is not None:
+            raise InputError("reconstruct: give either CASE_DIR or --view1 and --view2, "
+                             "not both")
+        for option, value in xa_only.items():
+            if value is not None:
+                raise InputError(f"{option}: only with --view1 and --view2 (DICOM XA input)")
+        return False
+    if args.view1 is None or args.view2 is None:
+        raise InputError("reconstruct: give a CASE_DIR, or both --view1 and --view2")
+    if args.frame is not None and len(args.frame) > 2:
+        raise InputError(f"--frame: expected one frame number or two (view1 view2), got "
+                         f"{len(args.frame)}")
+    return True
+
+
+def _prepare_pair(args: argparse.Namespace):
+    """The two XA runs of ``reconstruct``: frames, masks, proxies and report; prints the
+    frames chosen and logs the warnings."""
+    from .xa import load_geometry_overrides, prepare_xa_pair
+
+    overrides = load_geometry_overrides(args.geometry) if args.geometry else None
+    frame = None if args.frame is None else (args.frame[0] if len(args.frame) == 1
+                                             else tuple(args.frame))
+    mu = CONTRAST_MU_PER_MM if args.mu is None else args.mu
+    pair = prepare_xa_pair(args.view1, args.view2, frame, overrides,
+                           masks=(args.mask1, args.mask2), mu_per_mm=mu)
+    print(f"frames: {pair.frames_line()}", flush=True)
+    for note in pair.warnings():
+        logging.warning(note)
+    return pair
 
 
 def print_progress_line(done: int, total: int, loss: float) -> None:

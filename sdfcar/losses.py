@@ -1,6 +1,8 @@
 """Loss terms of the reconstruction.
 
 * :func:`projection_mse`: predicted against measured line integrals.
+* :func:`silhouette_bce`: predicted soft silhouettes ``s = 1 - exp(-k p)`` against binary
+  masks (the ``mask`` target mode), binary cross-entropy in a form that stays finite.
 * :func:`boundary_sdf2d`: the differentiable 2D-SDF term. The measured silhouette's signed
   distance map ``phi`` (mm on the detector, negative inside) weights the predicted soft
   silhouette ``1 - exp(-k p)``; its gradient pushes projected vessel out of the background
@@ -22,6 +24,8 @@ from .projector import silhouette
 
 #: Sharpness (1/mm) of the soft silhouette used by the 2D-SDF term.
 SILHOUETTE_K = 4.0
+#: Floor of ``k * integral`` in the silhouette BCE (keeps ``-log s`` finite on empty rays).
+MIN_KP = 1e-6
 
 
 def signed_distance_2d(mask: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -37,6 +41,19 @@ def signed_distance_2d(mask: np.ndarray, spacing_mm: tuple[float, float]) -> np.
 def projection_mse(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error of line integrals (mm^2)."""
     return torch.mean((predicted - target) ** 2)
+
+
+def silhouette_bce(predicted: torch.Tensor, mask: torch.Tensor, k: float) -> torch.Tensor:
+    """Mean binary cross-entropy of the soft silhouette ``s = 1 - exp(-k p)`` of line
+    integrals ``p`` (mm) against a mask ``m`` in {0, 1}.
+
+    With ``log(1 - s) = -k p`` the loss per ray is ``m * -log(1 - exp(-k p)) + (1 - m) k p``,
+    evaluated with ``expm1`` and ``k p`` floored at :data:`MIN_KP` (an empty ray inside
+    the mask costs ``-log(MIN_KP)`` ~ 13.8 instead of infinity). Its derivative in ``p`` is
+    ``k (s - m) / s`` (see :func:`sdfcar.voxel_fit.silhouette_gradient`)."""
+    kp = torch.clamp(k * predicted, min=MIN_KP)
+    inside = -torch.log(-torch.expm1(-kp))
+    return torch.mean(mask * inside + (1.0 - mask) * kp)
 
 
 def boundary_sdf2d(predicted: torch.Tensor, target_sdf: torch.Tensor,

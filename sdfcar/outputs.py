@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +37,16 @@ SEGMENT_TERMINOLOGY = {
 
 
 def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
-                  extra_run: dict | None = None, started: float | None = None) -> Path:
+                  extra_run: dict | None = None, started: float | None = None,
+                  write_extra: Callable[[Path], None] | None = None) -> Path:
     """Write every output file of ``result`` into ``out_dir`` atomically; returns ``out_dir``.
 
     An existing ``out_dir`` is refused (:class:`~sdfcar.errors.InputError`) unless
     ``overwrite``; on any failure nothing is left under ``out_dir``'s name. With
     ``started`` (a ``time.perf_counter()`` value), ``run.json`` records ``seconds_total``
-    up to the moment it is written, after every other file.
+    up to the moment it is written, after every other file. ``write_extra`` is called with
+    the staging folder to add files of the caller's (e.g. the 2D views of an XA pair), so
+    they appear or vanish with the rest.
     """
     out_dir = Path(out_dir)
     grid = result.grid
@@ -54,6 +58,8 @@ def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
         write_segmentation(staging / "segmentation.seg.nrrd", result.label, grid)
         write_vtk(staging / "mesh.vtk", *surface_from_sdf(result.sdf, grid))
         write_report(staging / "report.png", result)
+        if write_extra is not None:
+            write_extra(staging)
         run = {**result.run, **(extra_run or {})}
         if started is not None:
             run["seconds_total"] = round(time.perf_counter() - started, 3)

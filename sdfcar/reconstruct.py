@@ -5,6 +5,11 @@ evaluates only the voxels of the dilated two-view visual hull and projects them 
 sparse system matrix restricted to the rays around the silhouettes; the dense path (the
 reference presets, or when a hull would be unsafe) evaluates every voxel and uses the
 matrix-free projector.
+
+Silhouettes (the visual hull, the 2D-SDF term) are thresholded from the views unless
+vessel masks are given (e.g. extracted from angiograms). In the ``mask`` target mode the
+views are binary silhouettes: the rendered ``1 - exp(-k p)`` is fitted by binary
+cross-entropy instead of the line integrals by MSE.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import ReconstructionConfig
+from .connect import CONNECTIVITY_26, select_tree
 from .device import resolve_device
 from .errors import fail
 from .field.network import ImplicitField
 from .geometry import CaseGeometry, VolumeGrid
 from .hull import dilate, silhouette, visual_hull
 from .losses import (boundary_sdf2d, eikonal, projection_mse, signed_distance_2d,
-                     thresholded_sdf2d)
+                     silhouette_bce, thresholded_sdf2d)
 from .projector import ConeBeamProjector, SparseSystemMatrix, make_projector
 from .voxel_fit import fit_occupancy, to_scipy
 
@@ -36,7 +42,6 @@ log = logging.getLogger("sdfcar")
 
 #: Points per field evaluation chunk (bounds activation memory on the dense path).
 FIELD_CHUNK = 1 << 17
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass
@@ -59,12 +64,13 @@ class _Problem:
 
     points: torch.Tensor  # (M, 3) LPS mm
     render: Callable[[torch.Tensor], list[torch.Tensor]]  # occupancy (M,) -> rays per view
-    targets: list[torch.Tensor]  # measured values of the same rays
+    targets: list[torch.Tensor]  # measured values of the same rays (integrals or 0/1)
     target_sdf: list[torch.Tensor]  # 2D signed distance of the measured silhouettes there
     hull: np.ndarray | None  # boolean grid mask on the fast path
     path: str
     systems: list[SparseSystemMatrix] | None = None  # per view, fast path
     prior: torch.Tensor | None = None  # voxel occupancy of the hull points, when fitted
+    target: str = "integral"  # "integral" or "mask" (see resolve_target)
 
 
 def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[np.ndarray]:
@@ -86,17 +92,47 @@ def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[
     return checked
 
 
+def validate_masks(masks: Sequence[np.ndarray], geometry: CaseGeometry) -> list[np.ndarray]:
+    """Check count, shape and content of vessel masks (nonzero = vessel); boolean copies."""
+    if len(masks) != len(geometry.views):
+        raise fail("masks", f"expected {len(geometry.views)} masks, got {len(masks)}")
+    checked = []
+    for index, (mask, view) in enumerate(zip(masks, geometry.views), start=1):
+        mask = np.asarray(mask)
+        if mask.shape != view.detector_shape:
+            raise fail(f"mask{index}", f"mask is {'x'.join(map(str, mask.shape))} but the "
+                                       f"geometry says {view.detector_shape[0]}x"
+                                       f"{view.detector_shape[1]}")
+        if not np.any(mask):
+            raise fail(f"mask{index}", "is empty (no vessel pixel)")
+        checked.append(mask.astype(bool))
+    return checked
+
+
+def resolve_target(target: str, images: Sequence[np.ndarray]) -> str:
+    """The target mode: ``target`` itself, or for ``"auto"`` ``"mask"`` when every view
+    holds only 0 and 1 and ``"integral"`` otherwise."""
+    if target != "auto":
+        return target
+    binary = all(np.all((image == 0) | (image == 1)) for image in images)
+    return "mask" if binary else "integral"
+
+
 ProgressCallback = Callable[[int, int, float], None]
 """Called after every iteration with (iterations done, total iterations, loss)."""
 
 
 def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
                 config: ReconstructionConfig, progress: bool = True,
-                on_iteration: ProgressCallback | None = None) -> Result:
+                on_iteration: ProgressCallback | None = None,
+                masks: Sequence[np.ndarray] | None = None) -> Result:
     """Optimise a field so its projections match ``views``; return label, SDF and more.
 
-    ``progress`` shows tqdm bars; ``on_iteration`` receives (done, total, loss) after each
-    iteration of the voxel prior and of the field (for GUIs and servers). Runs with
+    ``masks`` (one boolean array per view, detector-shaped) are the vessel silhouettes used
+    for the visual hull and the 2D-SDF term, instead of silhouettes thresholded from the
+    views; in the ``mask`` target mode they are also what is fitted. ``progress`` shows
+    tqdm bars; ``on_iteration`` receives (done, total, loss) after each iteration of the
+    voxel prior and of the field (for GUIs and servers). Runs with
     PyTorch's deterministic algorithms (denormals flushed to zero), so the same seed on the
     same device gives the same result."""
     previous = (torch.are_deterministic_algorithms_enabled(),
@@ -106,7 +142,7 @@ def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
     # iterations about 5x slower; flush them to zero during the run.
     torch.set_flush_denormal(True)
     try:
-        return _reconstruct(views, geometry, config, progress, on_iteration)
+        return _reconstruct(views, geometry, config, progress, on_iteration, masks)
     finally:
         torch.set_flush_denormal(False)
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
@@ -114,14 +150,17 @@ def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
 
 def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
                  config: ReconstructionConfig, progress: bool,
-                 on_iteration: ProgressCallback | None) -> Result:
+                 on_iteration: ProgressCallback | None,
+                 masks: Sequence[np.ndarray] | None) -> Result:
     started = time.perf_counter()
     images = validate_views(views, geometry)
+    silhouettes = None if masks is None else validate_masks(masks, geometry)
+    target = resolve_target(config.target, images)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     grid = geometry.volume
-    problem = _build_problem(images, geometry, config, device)
+    problem = _build_problem(images, geometry, config, device, silhouettes, target)
     prior_steps = config.prior_iterations if problem.systems is not None else 0
     total = prior_steps + config.iterations
     report = on_iteration or (lambda *_: None)
@@ -147,6 +186,7 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
         "sdfcar_version": __version__, "torch_version": torch.__version__,
         "preset": config.preset, "config": config.to_dict(), "seed": config.seed,
         "device": str(device), "path": problem.path, "iterations": config.iterations,
+        "target": target, "silhouettes": "masks" if masks is not None else "thresholded",
         "points_per_iteration": int(problem.points.shape[0]),
         "seconds_prior": round(prior_seconds, 3),
         "seconds_optimise": round(fit_seconds, 3),
@@ -160,16 +200,25 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
 # ----------------------------------------------------------------------------- set-up
 
 
-def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
-                   config: ReconstructionConfig, device: torch.device) -> _Problem:
-    grid = geometry.volume
+def _thresholded_silhouettes(images: list[np.ndarray], config: ReconstructionConfig
+                             ) -> list[np.ndarray]:
     found = [silhouette(image, config.silhouette_threshold_mm, config.silhouette_noise_sigmas)
              for image in images]
-    silhouettes = [mask for mask, _ in found]
     thresholds = [threshold for _, threshold in found]
     if any(t > config.silhouette_threshold_mm for t in thresholds):
         log.info("noisy views: silhouettes thresholded at %s mm after smoothing",
                  ", ".join(f"{t:.3f}" for t in thresholds))
+    return [mask for mask, _ in found]
+
+
+def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
+                   config: ReconstructionConfig, device: torch.device,
+                   silhouettes: list[np.ndarray] | None, target: str) -> _Problem:
+    grid = geometry.volume
+    if silhouettes is None:
+        silhouettes = _thresholded_silhouettes(images, config)
+    if target == "mask":
+        images = [mask.astype(np.float32) for mask in silhouettes]
     target_sdf = [signed_distance_2d(mask, view.detector_spacing_mm)
                   for mask, view in zip(silhouettes, geometry.views)]
     hull = None
@@ -189,7 +238,7 @@ def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
             points,
             lambda occ: [p.reshape(-1) for p in projector.project(occ.reshape(grid.shape))],
             [as_tensor(image.reshape(-1)) for image in images],
-            [as_tensor(sdf.reshape(-1)) for sdf in target_sdf], None, "dense")
+            [as_tensor(sdf.reshape(-1)) for sdf in target_sdf], None, "dense", target=target)
     columns = torch.full(grid.shape, -1, dtype=torch.int64)
     columns[torch.as_tensor(hull)] = torch.arange(int(hull.sum()))
     projector = ConeBeamProjector(geometry.views, grid, device=device)
@@ -203,7 +252,7 @@ def _build_problem(images: list[np.ndarray], geometry: CaseGeometry,
              100 * hull.mean(), [int(t.numel()) for t in targets])
     points = as_tensor(grid.voxel_centers()[hull])
     return _Problem(points, lambda occ: [system(occ) for system in systems], targets, sdfs,
-                    hull, "fast", systems)
+                    hull, "fast", systems, target=target)
 
 
 def _fit_prior(problem: _Problem, config: ReconstructionConfig, progress: bool,
@@ -219,7 +268,9 @@ def _fit_prior(problem: _Problem, config: ReconstructionConfig, progress: bool,
     prior = fit_occupancy([to_scipy(system) for system in problem.systems],
                           [target.cpu().numpy() for target in problem.targets],
                           config.prior_iterations, config.prior_relaxation,
-                          on_iteration=lambda *state: (bar.update(), on_iteration(*state)))
+                          on_iteration=lambda *state: (bar.update(), on_iteration(*state)),
+                          loss="bce" if problem.target == "mask" else "lsq",
+                          k=config.silhouette_k)
     bar.close()
     problem.prior = torch.as_tensor(prior, dtype=torch.float32, device=problem.points.device)
     return time.perf_counter() - started
@@ -260,7 +311,11 @@ def _loss(model: ImplicitField, problem: _Problem, geometry: CaseGeometry,
     occupancy = model.occupancy(raw, config.alpha)
     predicted = problem.render(occupancy)
     weights, views = config.loss, len(predicted)
-    terms = {"proj": sum(projection_mse(p, t) for p, t in zip(predicted, problem.targets)) / views}
+    if problem.target == "mask":
+        fit = lambda p, t: silhouette_bce(p, t, config.silhouette_k)
+    else:
+        fit = projection_mse
+    terms = {"proj": sum(fit(p, t) for p, t in zip(predicted, problem.targets)) / views}
     if weights.sdf2d > 0:
         if config.sdf2d_mode == "boundary":
             terms["sdf2d"] = sum(boundary_sdf2d(p, s) for p, s in
@@ -288,36 +343,30 @@ def _finish(model: ImplicitField, problem: _Problem, images: list[np.ndarray],
             geometry: CaseGeometry, config: ReconstructionConfig, device: torch.device
             ) -> Result:
     grid = geometry.volume
-    points = torch.as_tensor(grid.voxel_centers().reshape(-1, 3), dtype=torch.float32,
-                             device=device)
-    with torch.no_grad():
-        raw = torch.cat([model(chunk) for chunk in points.split(FIELD_CHUNK)])
-        occupancy = model.occupancy(raw, config.alpha).reshape(grid.shape).cpu().numpy()
-        raw = raw.reshape(grid.shape).cpu().numpy()
+    raw, occupancy = _field_on_grid(model, grid, config.alpha, device)
     if problem.hull is not None:
         occupancy = np.where(problem.hull, occupancy, 0.0)
-    spacing = grid.spacing_mm
+    if problem.prior is not None:
+        # The small field smooths away or breaks some thin branches that the voxel prior
+        # holds (docs/reconstruction-notes.md): a voxel is vessel when either says so.
+        prior = np.zeros(grid.shape, dtype=np.float32)
+        prior[problem.hull] = problem.prior.cpu().numpy()
+        occupancy = np.maximum(occupancy, prior)
+    selection = select_tree(occupancy >= 0.5, occupancy, config.connectivity)
+    label = selection.label
+    sdf = _signed_distance(label, grid.spacing_mm)
     if config.field.mode == "hybrid":
-        raw_label = raw < 0.0
         if problem.hull is not None:
-            raw_label &= problem.hull
-            outside = ndimage.distance_transform_edt(~problem.hull, sampling=spacing)
+            outside = ndimage.distance_transform_edt(~problem.hull, sampling=grid.spacing_mm)
             raw = np.where(problem.hull, raw, np.maximum(raw, outside))
-    else:
-        raw_label = occupancy >= 0.5
-    components_raw = int(ndimage.label(raw_label, CONNECTIVITY_26)[1])
-    label = keep_largest_component(raw_label) if config.keep_largest_component else raw_label
-    if config.field.mode == "hybrid":
-        sdf = np.where(raw_label == label, raw, np.maximum(raw, 0.0))
-    else:
-        sdf = (ndimage.distance_transform_edt(~label, sampling=spacing)
-               - ndimage.distance_transform_edt(label, sampling=spacing))
+        # The field's own distances wherever it agrees with the label (smooth surface).
+        sdf = np.where((raw < 0.0) == label, raw, sdf)
     reprojections = _reproject(label, geometry, device)
     errors = [{"view": index + 1,
                "rmse_mm": float(np.sqrt(np.mean((p - t) ** 2))),
                "relative_l2": float(np.linalg.norm(p - t) / np.linalg.norm(t))}
               for index, (p, t) in enumerate(zip(reprojections, images))]
-    run = {"components_before_postprocess": components_raw,
+    run = {**selection.summary(),
            "components": int(ndimage.label(label, CONNECTIVITY_26)[1]),
            "vessel_voxels": int(label.sum()), "reprojection_error": errors}
     if problem.hull is not None:
@@ -326,13 +375,23 @@ def _finish(model: ImplicitField, problem: _Problem, images: list[np.ndarray],
                   occupancy.astype(np.float32), grid, images, reprojections, config, run)
 
 
-def keep_largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a boolean mask (unchanged when empty)."""
-    labels, count = ndimage.label(mask, CONNECTIVITY_26)
-    if count <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
+def _field_on_grid(model: ImplicitField, grid: VolumeGrid, alpha: float,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """The field's raw output and occupancy at every voxel centre."""
+    points = torch.as_tensor(grid.voxel_centers().reshape(-1, 3), dtype=torch.float32,
+                             device=device)
+    with torch.no_grad():
+        raw = torch.cat([model(chunk) for chunk in points.split(FIELD_CHUNK)])
+        occupancy = model.occupancy(raw, alpha).reshape(grid.shape).cpu().numpy()
+    return raw.reshape(grid.shape).cpu().numpy(), occupancy
+
+
+def _signed_distance(label: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Signed distance (mm, negative inside) of a voxel label, its zero level set half a
+    voxel outside the boundary voxel centres."""
+    half = 0.5 * min(spacing)
+    return np.where(label, half - ndimage.distance_transform_edt(label, sampling=spacing),
+                    ndimage.distance_transform_edt(~label, sampling=spacing) - half)
 
 
 def _reproject(label: np.ndarray, geometry: CaseGeometry, device: torch.device

@@ -45,7 +45,7 @@ from .errors import fail
 from .frames import FrameChoice, choose_frame
 from .geometry import VIEW_KEYS, CaseGeometry, ViewGeometry, VolumeGrid
 from .simulate import CONTRAST_MU_PER_MM
-from .vessels import Extraction, VesselParams, extract_vessels
+from .vessels import Extraction, VesselParams, extract_vessels, write_extraction
 
 XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1"
 ENHANCED_XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1.1"
@@ -480,6 +480,27 @@ class XAPair:
     masks: tuple[np.ndarray, np.ndarray]
     views: tuple[PreparedView, PreparedView]
     report: dict[str, Any]
+
+    def write_views(self, folder: str | Path) -> Path:
+        """Write each view's 2D step (:func:`sdfcar.vessels.write_extraction`: mask and
+        line-integral proxy as NIfTI and PNG, overlay, report) into ``folder/view1`` and
+        ``folder/view2``."""
+        folder = Path(folder)
+        for index, prepared in enumerate(self.views, start=1):
+            write_extraction(folder / f"view{index}", prepared.extraction,
+                             prepared.run.attenuation(prepared.choice.number),
+                             prepared.view.detector_spacing_mm, prepared.report)
+        return folder
+
+    def frames_line(self) -> str:
+        """One line naming the frame chosen in each run and why."""
+        return "; ".join(f"view{index}: frame {p.choice.number} of {p.run.number_of_frames} "
+                         f"({p.choice.rule})" for index, p in enumerate(self.views, start=1))
+
+    def warnings(self) -> list[str]:
+        """The runs' and the pair's warnings, each once, naming the file where it applies."""
+        notes = [f"{p.run.path}: {note}" for p in self.views for note in p.run.warnings]
+        return list(dict.fromkeys(notes + list(self.report["warnings"])))
 
 
 def read_mask(source: str | Path | np.ndarray, shape: tuple[int, int], frame: int = 1,

@@ -23,7 +23,7 @@ from sdfcar.cli import main as sdfcar_main
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
 from sdfcar.images import read_volume, write_volume
-from sdfcar.reconstruct import keep_largest_component
+from sdfcar.connect import select_tree
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 CONFIG = BUNDLE / "configs" / "inference.json"
@@ -99,7 +99,7 @@ def test_command_line_run_matches_sdfcar_reconstruct(small_case_dir, reference, 
     run = json.loads((out / "run.json").read_text())
     reference_run = json.loads((reference / "run.json").read_text())
     assert (run["seed"], run["device"], run["iterations"]) == (SEED, "cpu", ITERATIONS)
-    assert run["config"] == reference_run["config"]  # incl. keep_largest_component: true
+    assert run["config"] == reference_run["config"]  # incl. connectivity: bridge
     assert run["loss_curve"] == reference_run["loss_curve"]
     assert run["bundle_version"] == json.loads(META.read_text())["version"]
     assert run["vessel_voxels"] == int(label.sum()) == reference_run["vessel_voxels"]
@@ -121,22 +121,27 @@ def test_config_workflow_run_from_python_matches_and_overwrites(small_case_dir, 
     assert_same_label(out, reference)
 
 
-def test_postprocessing_thresholds_the_sdf_and_keeps_the_tree():
-    sdf = np.ones((12, 12, 12), np.float32)
-    sdf[1:4, 1:4, 1:4] = -1.0  # 27 voxels
+def test_postprocessing_thresholds_the_sdf_and_bridges_the_tree():
+    sdf = np.ones((14, 14, 14), np.float32)
     sdf[6:11, 6:11, 6:8] = -0.5  # 50 voxels: the tree
-    sdf[0, 11, 0] = -2.0  # a speck
-    grid = VolumeGrid((12, 12, 12), (0.5, 0.6, 0.7), (3.0, -4.0, 5.0))
+    sdf[6:11, 6:11, 9:11] = -0.5  # 50 voxels one empty voxel away: a fragment to join
+    sdf[0, 13, 0] = -2.0  # a speck
+    occupancy = np.where(sdf < 0, 0.9, 0.1).astype(np.float32)
+    grid = VolumeGrid((14, 14, 14), (0.5, 0.6, 0.7), (3.0, -4.0, 5.0))
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
-    kept = parser.get_parsed_content("postprocessing")({"sdf": sdf, "grid": grid})["label"]
-    assert tuple(kept.shape) == (1, 12, 12, 12) and kept.dtype == torch.uint8
-    np.testing.assert_array_equal(kept.array[0], keep_largest_component(sdf < 0))
-    assert int(kept.array.sum()) == 50
+    data = {"sdf": sdf, "occupancy": occupancy, "grid": grid, "run": {}}
+    out = parser.get_parsed_content("postprocessing")(data)
+    kept = out["label"]
+    assert tuple(kept.shape) == (1, 14, 14, 14) and kept.dtype == torch.uint8
+    expected = select_tree(sdf < 0, occupancy, "bridge").label
+    np.testing.assert_array_equal(kept.array[0], expected)
+    assert int(kept.array.sum()) == 101  # both blocks and one bridging voxel, no speck
+    assert out["run"]["bridged_fragments"] == 1 and out["run"]["dropped_voxels"] == 1
     np.testing.assert_allclose(kept.affine.numpy(), orientation_ras_lps(grid.affine))
-    parser["overrides"] = ["keep_largest_component=false"]
+    parser["overrides"] = ["connectivity=none"]
     parser.parse(reset=True)
-    everything = parser.get_parsed_content("postprocessing")({"sdf": sdf, "grid": grid})["label"]
+    everything = parser.get_parsed_content("postprocessing")(dict(data, run={}))["label"]
     np.testing.assert_array_equal(everything.array[0], sdf < 0)
 
 
