@@ -43,11 +43,16 @@ def test_small_reconstruction_recovers_the_tube(arc_case):
 def test_default_preset_in_full_recovers_the_tube_as_one_piece(arc_case):
     label, views = arc_case
     result = reconstruct(views, GEOMETRY, build_config("default", device="cpu"), progress=False)
-    # Measured: Dice 0.94, 2 raw components (0.55 and 6 without the voxel prior). The voxel
+    # Measured: Dice 0.96, one raw component (0.55 and 6 without the voxel prior). The voxel
     # prior resolves the ghost pairings that a field fitted from scratch spreads mass over.
     assert dice(result.label, label) > 0.88
     assert result.run["components_before_postprocess"] <= 3
+    assert result.run["components"] == 1
     assert result.run["seconds_prior"] > 0
+    assert np.array_equal(result.label > 0, result.sdf < 0)
+    # The label is where the field's or the prior's occupancy reaches 0.5, after selection.
+    assert np.all(result.occupancy[result.label > 0] >= 0.5 - 1e-6) or \
+        result.run["bridged_fragments"] > 0
 
 
 def test_same_seed_gives_identical_label(arc_case):
