@@ -3,7 +3,8 @@
 Finds ``0 <= x <= 1`` minimising ``sum_k || A_k x - y_k ||^2_{R_k}`` (``loss="lsq"``, line
 integrals) or the silhouette binary cross-entropy of ``s = 1 - exp(-k A_k x)`` against
 masks (``loss="bce"``) with accelerated, SIRT-preconditioned projected gradient steps
-(FISTA with the row/column-sum scaling of SIRT). The upper bound is what resolves most of the two-view ambiguity: a vessel voxel is
+(FISTA with the row/column-sum scaling of SIRT). The upper bound is what resolves most of
+the two-view ambiguity: a vessel voxel is
 either full or empty, so mass cannot spread over ghost pairings for free (measured in
 ``docs/reconstruction-notes.md``). Voxels pinned at zero are pruned from the problem as the
 fit goes, which is most of the hull.
