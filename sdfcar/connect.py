@@ -61,37 +61,37 @@ def select_tree(mask: np.ndarray, occupancy: np.ndarray, mode: str = "bridge",
         return Selection(mask.copy(), count)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    tree = labels == int(np.argmax(sizes))
-    selection = Selection(tree, count)
+    main = int(np.argmax(sizes))
+    selection = Selection(labels == main, count)
     if mode == "bridge":
-        _bridge(selection, labels, sizes, np.asarray(occupancy, dtype=np.float64), settings)
+        _bridge(selection, labels, sizes, main, np.asarray(occupancy, dtype=np.float64),
+                settings)
     selection.dropped_voxels = int(mask.sum() - (mask & selection.label).sum())
     return selection
 
 
-def _bridge(selection: Selection, labels: np.ndarray, sizes: np.ndarray,
+def _bridge(selection: Selection, labels: np.ndarray, sizes: np.ndarray, main: int,
             occupancy: np.ndarray, settings: BridgeSettings) -> None:
     """Join fragments to ``selection.label`` in rounds (a fragment may reach the tree
     through another one joined in an earlier round)."""
-    tree = selection.label
-    pending = {int(i) for i in np.flatnonzero(sizes >= settings.min_voxels)} - \
-        {int(labels[tuple(np.argwhere(tree)[0])])}
+    pending = {int(i) for i in np.flatnonzero(sizes >= settings.min_voxels)} - {main}
     box = _bounding_box(labels > 0, margin=int(np.ceil(settings.max_gap)) + 1)
     cost = np.clip(1.0 - occupancy[box], MIN_STEP_COST, 1.0)
-    local_labels = labels[box]
+    tree = selection.label[box]  # a view: joining here joins in the label
+    voxels_of = ndimage.value_indices(labels[box], ignore_value=0)
     while pending:
         search = MCP_Geometric(cost, fully_connected=True)
-        reach, _ = search.find_costs(np.argwhere(tree[box]))
+        reach, _ = search.find_costs(np.argwhere(tree))
         joined = []
         for fragment in sorted(pending):
-            voxels = np.argwhere(local_labels == fragment)
-            costs = reach[tuple(voxels.T)]
+            voxels = voxels_of[fragment]
+            costs = reach[voxels]
             nearest = int(np.argmin(costs))
             if not costs[nearest] <= settings.max_gap:
                 continue
-            path = np.asarray(search.traceback(tuple(voxels[nearest])))
-            tree[box][tuple(path.T)] = True
-            tree[box][local_labels == fragment] = True
+            path = np.asarray(search.traceback(tuple(int(v[nearest]) for v in voxels)))
+            tree[tuple(path.T)] = True
+            tree[voxels] = True
             selection.bridges.append({"fragment_voxels": int(sizes[fragment]),
                                       "path_cost": round(float(costs[nearest]), 3),
                                       "path_voxels": int(len(path))})
