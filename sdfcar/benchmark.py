@@ -49,6 +49,10 @@ class Cell:
     separation_deg: float | None = None  # None: the reference views
     rotation_error_deg: float = 0.0  # error on view 2's primary angle given to the fit
     shift_mm: float = 0.0  # patient displacement along x unknown to the fit
+    #: The views are simulated from the phantom voxelised this many times finer than the
+    #: reconstruction grid (1: the same grid, an "inverse crime": the data are then exactly
+    #: what a binary label on that grid projects to).
+    phantom_supersample: int = 1
     iterations: int | None = None
     overrides: tuple[str, ...] = ()
     note: str = ""
@@ -66,6 +70,8 @@ class Cell:
             parts.append(f"rot{self.rotation_error_deg:g}")
         if self.shift_mm:
             parts.append(f"shift{self.shift_mm:g}")
+        if self.phantom_supersample > 1:
+            parts.append(f"fine{self.phantom_supersample}")
         if self.iterations is not None:
             parts.append(f"it{self.iterations}")
         return "_".join(parts)
@@ -88,13 +94,16 @@ def quality_cells() -> list[Cell]:
 
 
 def robustness_cells() -> list[Cell]:
-    """Where the method breaks: view separation, noise and C-arm geometry error."""
+    """Where the method breaks: view separation, noise, C-arm geometry error and a phantom
+    finer than the reconstruction grid."""
     cells = [Cell("robustness", "lca", 0, "default", separation_deg=angle)
              for angle in (20, 30, 45, 60, 90)]
     cells += [Cell("robustness", "lca", 0, "default", noise=level) for level in (0.02, 0.1)]
     cells += [Cell("robustness", "lca", 0, "default", rotation_error_deg=angle)
               for angle in (1, 2, 3)]
     cells += [Cell("robustness", "lca", 0, "default", shift_mm=shift) for shift in (2, 5)]
+    cells += [Cell("robustness", kind, 0, "default", phantom_supersample=2)
+              for kind in ("lca", "rca")]
     return cells
 
 
@@ -119,12 +128,17 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     geometry = CaseGeometry(views)
     grid = geometry.volume
     label = label_volume(cell.kind, cell.seed, grid)
+    # The simulated object: the phantom on its grid, or voxelised finer on the same field.
+    factor = cell.phantom_supersample
+    object_grid = dataclasses.replace(grid, shape=tuple(n * factor for n in grid.shape),
+                                      spacing_mm=tuple(s / factor for s in grid.spacing_mm))
+    seen = label if factor == 1 else label_volume(cell.kind, cell.seed, object_grid)
     # An isocenter error: the tree sits shift_mm along x from where the fit's geometry
     # assumes it (the label is simulated on its grid moved by that much).
-    seen_grid = dataclasses.replace(grid, center_mm=(grid.center_mm[0] + cell.shift_mm,
-                                                     *grid.center_mm[1:]))
+    seen_grid = dataclasses.replace(object_grid, center_mm=(
+        grid.center_mm[0] + cell.shift_mm, *grid.center_mm[1:]))
     noise = NoiseModel("gaussian", cell.noise) if cell.noise else None
-    case = simulate_case(label, seen_grid, geometry, noise=noise, seed=cell.seed)
+    case = simulate_case(seen, seen_grid, geometry, noise=noise, seed=cell.seed)
     fit_views = (views[0], dataclasses.replace(
         views[1], primary_angle_deg=views[1].primary_angle_deg + cell.rotation_error_deg))
     config = build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,

@@ -16,9 +16,11 @@ pixel size there (detector spacing x SOD / SID).
    farther than two maximal vessel diameters from every seed (the response of ribs, edges
    and noise). Pinholes (:data:`PINHOLE_MM2`) are filled and specks under
    ``min_area_mm2`` removed.
-4. **Line-integral proxy** (DSA-like): the background under the vessels is interpolated
-   from the surrounding pixels by normalised Gaussian convolution (mask dilated, weight 0
-   inside), and ``(a - background) / mu`` is the opacified lumen crossed by each ray in mm,
+4. **Line-integral proxy** (DSA-like): the background under the vessels (the mask dilated
+   by :data:`MASK_MARGIN_MM`) is interpolated harmonically from the pixels around them
+   (:func:`sdfcar.inpaint.harmonic_inpaint`: across a vessel, nearly linear between its two
+   sides, so rib and heart-shadow edges that cross it are followed), and
+   ``(a - background) / mu`` is the opacified lumen crossed by each ray in mm,
    clipped at 0 and set to 0 outside the mask. ``mu`` is the apparent attenuation of
    contrast-filled blood per mm (default :data:`sdfcar.simulate.CONTRAST_MU_PER_MM` =
    0.1 /mm, the value the simulated data use); on real runs it depends on the kVp, the
@@ -43,6 +45,7 @@ from skimage import filters
 from .atomic import atomic_directory
 from .errors import fail
 from .images import write_view
+from .inpaint import harmonic_inpaint
 from .simulate import CONTRAST_MU_PER_MM
 
 #: Pixel size at the isocenter assumed for plain images that carry no geometry (mm).
@@ -50,6 +53,9 @@ DEFAULT_PIXEL_MM = 0.2
 #: Holes in a mask up to this area (mm^2 at the isocenter) are filled; larger ones are the
 #: loops that crossing vessels enclose in a projection and stay open.
 PINHOLE_MM2 = 1.0
+#: The background under a mask is interpolated from pixels at least this far (mm at the
+#: isocenter) outside it, beyond the faint vessel edges a threshold misses.
+MASK_MARGIN_MM = 0.5
 #: Longest image side used when scoring frames (larger frames are block-averaged).
 SCORE_SIZE_PX = 256
 
@@ -167,19 +173,12 @@ def _components(mask: np.ndarray, keep_area, structure: np.ndarray | None = None
 
 
 def line_integral_proxy(attenuation: np.ndarray, mask: np.ndarray, pixel_mm: float,
-                        mu_per_mm: float = CONTRAST_MU_PER_MM,
-                        params: VesselParams = VesselParams()
+                        mu_per_mm: float = CONTRAST_MU_PER_MM
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Background-subtracted attenuation in mm of opacified lumen (step 4), 0 outside
     ``mask``; returns ``(integral, background)``."""
-    _, r_max = _radii_px(pixel_mm, params)
-    excluded = ndimage.binary_dilation(mask, _disk(max(2.0, 0.5 * r_max)))
-    weight = (~excluded).astype(np.float64)
-    sigma = 2.0 * max(2.0, r_max)
-    numerator = ndimage.gaussian_filter(attenuation * weight, sigma, mode="reflect")
-    denominator = ndimage.gaussian_filter(weight, sigma, mode="reflect")
-    background = np.where(denominator > 1e-3, numerator / np.maximum(denominator, 1e-3),
-                          attenuation)
+    excluded = ndimage.binary_dilation(mask, _disk(max(2.0, MASK_MARGIN_MM / pixel_mm)))
+    background = harmonic_inpaint(attenuation, excluded)
     integral = np.where(mask, np.clip((attenuation - background) / mu_per_mm, 0.0, None), 0.0)
     return integral.astype(np.float32), background.astype(np.float32)
 
@@ -211,7 +210,7 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
         info["mask_source"] = "user"
     if not mask.any():
         raise fail("mask", "no vessel pixel (the mask is empty)")
-    integral, background = line_integral_proxy(attenuation, mask, pixel_mm, mu_per_mm, params)
+    integral, background = line_integral_proxy(attenuation, mask, pixel_mm, mu_per_mm)
     info.update(vessel_pixels=int(mask.sum()), integral_max_mm=float(integral.max()),
                 integral_mean_in_mask_mm=float(integral[mask].mean()))
     return Extraction(mask, integral, background, response, info)
