@@ -42,14 +42,13 @@ def harmonic_inpaint(image: np.ndarray, region: np.ndarray) -> np.ndarray:
         n_rows, n_cols = rows + d_row, cols + d_col
         inside = ((n_rows >= 0) & (n_rows < image.shape[0])
                   & (n_cols >= 0) & (n_cols < image.shape[1]))
-        degree[unknown[inside]] += 1.0
-        neighbour = index[n_rows[inside], n_cols[inside]]
+        here, n_rows, n_cols = unknown[inside], n_rows[inside], n_cols[inside]
+        degree[here] += 1.0
+        neighbour = index[n_rows, n_cols]
         free = neighbour >= 0
-        coupled_rows.append(unknown[inside][free])
+        coupled_rows.append(here[free])
         coupled_cols.append(neighbour[free])
-        known = ~free
-        np.add.at(rhs, unknown[inside][known],
-                  image[n_rows[inside][known], n_cols[inside][known]])
+        np.add.at(rhs, here[~free], image[n_rows[~free], n_cols[~free]])
     coupled_rows, coupled_cols = np.concatenate(coupled_rows), np.concatenate(coupled_cols)
     laplacian = sparse.csc_matrix(
         (np.concatenate([degree, -np.ones(coupled_rows.size)]),
