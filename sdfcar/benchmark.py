@@ -130,8 +130,7 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     label = label_volume(cell.kind, cell.seed, grid)
     # The simulated object: the phantom on its grid, or voxelised finer on the same field.
     factor = cell.phantom_supersample
-    object_grid = dataclasses.replace(grid, shape=tuple(n * factor for n in grid.shape),
-                                      spacing_mm=tuple(s / factor for s in grid.spacing_mm))
+    object_grid = grid.refined(factor)
     seen = label if factor == 1 else label_volume(cell.kind, cell.seed, object_grid)
     # An isocenter error: the tree sits shift_mm along x from where the fit's geometry
     # assumes it (the label is simulated on its grid moved by that much).

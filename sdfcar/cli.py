@@ -62,8 +62,13 @@ def _grid_from(args: argparse.Namespace) -> VolumeGrid:
                          .replace("volume.spacing_mm", "--spacing")) from None
 
 
+#: Preset for DICOM XA input: real angiograms carry noise the voxel prior cannot absorb.
+XA_PRESET = "tubes"
+
+
 def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} "
+                        f"(default: default; {XA_PRESET} for DICOM XA input)")
     parser.add_argument("--device", default=None, help=f"one of {DEVICE_CHOICES} (default auto)")
     parser.add_argument("--seed", type=int, default=None, help="optimisation seed (default 0)")
     parser.add_argument("--iterations", type=int, default=None,
@@ -73,9 +78,10 @@ def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
                         "--set field.levels=8 --set loss.eikonal=0.1 (repeatable)")
 
 
-def _config_from(args: argparse.Namespace, **settings):
-    return build_config(args.preset, args.overrides, iterations=args.iterations,
-                        seed=args.seed, device=args.device, **settings)
+def _config_from(args: argparse.Namespace, default_preset: str = "default", **settings):
+    return build_config(args.preset or default_preset, args.overrides,
+                        iterations=args.iterations, seed=args.seed, device=args.device,
+                        **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,10 +251,11 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     from .reconstruct import reconstruct
 
     started = time.perf_counter()
-    config = _config_from(args, target=args.target)
+    xa_input = _xa_input(args)
+    config = _config_from(args, XA_PRESET if xa_input else "default", target=args.target)
     check_target(args.out, args.overwrite)
     masks, extra, write_extra = None, {"case_dir": str(args.case_dir)}, None
-    if _xa_input(args):
+    if xa_input:
         pair = _prepare_pair(args)
         case, masks, write_extra = pair.case, pair.masks, lambda staging: pair.write_views(
             staging / "views")

@@ -12,9 +12,30 @@ from .connect import MODES as CONNECTIVITY_MODES
 from .errors import fail
 from .field.network import FieldConfig
 
-PRESETS = ("default", "neca", "sdfcar-paper")
+PRESETS = ("default", "neca", "sdfcar-paper", "tubes")
 #: Target modes (``target``): what the views hold.
 TARGETS = ("auto", "integral", "mask")
+#: Reconstruction methods (``method``): a neural field pulled by a voxel prior, or traced tubes.
+METHODS = ("field", "tubes")
+
+
+@dataclass(frozen=True)
+class TubeConfig:
+    """Settings of the tube tracer (``method = "tubes"``, :mod:`sdfcar.tracing`)."""
+
+    #: Trees grown from this many seed tubes; the one leaving the least unexplained wins.
+    seeds: int = 6
+    #: Step along a vessel between fits (mm).
+    step_mm: float = 0.8
+    #: A vessel ends where either view's support (fitted scale of its integrals) drops below.
+    min_support: float = 0.5
+    #: ... or where its axis turns by more than this between steps (degrees).
+    max_turn_deg: float = 40.0
+    max_steps: int = 400
+    #: A branch is tried where both smoothed residual views exceed this beyond the wall (mm).
+    branch_threshold_mm: float = 0.5
+    #: ... and kept when it can be followed this many steps.
+    min_branch_steps: int = 4
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,10 @@ class ReconstructionConfig:
     """Everything that defines a reconstruction run; presets fill it, the CLI overrides it."""
 
     preset: str = "default"
+    #: "field": neural field pulled by a voxel prior; "tubes": traced centrelines and radii
+    #: (only ``tubes``, ``target`` and ``device`` apply; the field settings are ignored).
+    method: str = "field"
+    tubes: TubeConfig = dataclasses.field(default_factory=TubeConfig)
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     loss: LossWeights = dataclasses.field(default_factory=LossWeights)
     #: Occupancy sharpness: occupancy = sigmoid(-alpha * sdf), alpha in 1/mm.
@@ -166,6 +191,7 @@ def _check_choices(config: ReconstructionConfig) -> None:
         "optimizer": (config.optimizer, ("adam", "adamw")),
         "fast_path": (config.fast_path, ("auto", "on", "off")),
         "target": (config.target, TARGETS),
+        "method": (config.method, METHODS),
         "connectivity": (config.connectivity, CONNECTIVITY_MODES),
     }
     for where, (value, allowed) in choices.items():
@@ -173,7 +199,13 @@ def _check_choices(config: ReconstructionConfig) -> None:
             raise fail(where, f"expected one of {', '.join(allowed)}, got {value!r}")
     positive = {"iterations": config.iterations, "alpha": config.alpha, "lr": config.lr,
                 "silhouette_k": config.silhouette_k,
-                "field.levels": config.field.levels, "field.hidden_width": config.field.hidden_width}
+                "field.levels": config.field.levels,
+                "field.hidden_width": config.field.hidden_width,
+                "tubes.seeds": config.tubes.seeds, "tubes.step_mm": config.tubes.step_mm,
+                "tubes.min_support": config.tubes.min_support,
+                "tubes.max_turn_deg": config.tubes.max_turn_deg,
+                "tubes.max_steps": config.tubes.max_steps,
+                "tubes.min_branch_steps": config.tubes.min_branch_steps}
     for where, value in positive.items():
         if value <= 0:
             raise fail(where, f"expected a positive value, got {value}")

@@ -426,6 +426,12 @@ class VolumeGrid:
         return cls(tuple(int(s) for s in shape), tuple(float(s) for s in spacing_mm),
                    tuple(float(c) for c in center), tuple(float(d) for d in matrix.ravel()))
 
+    def refined(self, factor: int) -> VolumeGrid:
+        """The same field of view with ``factor`` times as many voxels along each axis."""
+        return VolumeGrid(tuple(n * factor for n in self.shape),
+                          tuple(h / factor for h in self.spacing_mm), self.center_mm,
+                          self.direction)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping; ``direction`` only when it is not the identity."""
         out: dict[str, Any] = {

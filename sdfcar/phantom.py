@@ -20,6 +20,7 @@ default 102.4 mm field, shrunk slightly (a few per cent, for some RCA seeds).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,11 +257,11 @@ def generate_tree(kind: str, seed: int) -> CoronaryTree:
 # ----------------------------------------------------------------------------- rasterisation
 
 
-def _inside(tree: CoronaryTree, grid: VolumeGrid) -> np.ndarray:
+def _inside(segments: Sequence[Segment], grid: VolumeGrid) -> np.ndarray:
     """Boolean mask of voxel centres inside the union of the tapered capsules."""
     mask = np.zeros(grid.shape, dtype=bool)
     to_lps, origin, shape = grid.index_to_lps, grid.origin_mm, np.array(grid.shape)
-    for seg in tree.segments:
+    for seg in segments:
         a, b, ra, rb = seg.points[:-1], seg.points[1:], seg.radii[:-1], seg.radii[1:]
         reach = np.maximum(ra, rb)[:, None]
         lo, hi = np.minimum(a, b) - reach, np.maximum(a, b) + reach
@@ -280,7 +281,13 @@ def _inside(tree: CoronaryTree, grid: VolumeGrid) -> np.ndarray:
 
 def rasterize(tree: CoronaryTree, grid: VolumeGrid, supersample: int = 1) -> np.ndarray:
     """Occupancy in [0, 1] (float32, ``grid.shape``, index order i, j, k): the fraction of
-    ``supersample^3`` sub-points per voxel that lie inside a vessel."""
+    ``supersample^3`` sub-points per voxel that lie inside a vessel of ``tree``."""
+    return rasterize_segments(tree.segments, grid, supersample)
+
+
+def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersample: int = 1
+                       ) -> np.ndarray:
+    """:func:`rasterize` for any vessels given as centreline points and radii."""
     if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
             or supersample < 1:
         raise fail("supersample", f"expected an integer >= 1, got {supersample!r}")
@@ -288,7 +295,7 @@ def rasterize(tree: CoronaryTree, grid: VolumeGrid, supersample: int = 1) -> np.
     fine = VolumeGrid(tuple(n * s for n in grid.shape), tuple(h / s for h in grid.spacing_mm),
                       grid.center_mm, grid.direction)
     n = grid.shape
-    mask = _inside(tree, fine).reshape(n[0], s, n[1], s, n[2], s)
+    mask = _inside(segments, fine).reshape(n[0], s, n[1], s, n[2], s)
     return mask.mean(axis=(1, 3, 5), dtype=np.float32)
 
 

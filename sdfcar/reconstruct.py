@@ -10,6 +10,9 @@ Silhouettes (the visual hull, the 2D-SDF term) are thresholded from the views un
 vessel masks are given (e.g. extracted from angiograms). In the ``mask`` target mode the
 views are binary silhouettes: the rendered ``1 - exp(-k p)`` is fitted by binary
 cross-entropy instead of the line integrals by MSE.
+
+With ``method = "tubes"`` (the ``tubes`` preset) no field is fitted: the vessels are traced
+as tubes (:mod:`sdfcar.tracing`) and voxelised on the grid.
 """
 
 from __future__ import annotations
@@ -35,13 +38,17 @@ from .geometry import CaseGeometry, VolumeGrid
 from .hull import dilate, silhouette, visual_hull
 from .losses import (boundary_sdf2d, eikonal, projection_mse, signed_distance_2d,
                      silhouette_bce, thresholded_sdf2d)
+from .phantom import rasterize_segments
 from .projector import ConeBeamProjector, SparseSystemMatrix, make_projector
+from .tracing import trace_tree
 from .voxel_fit import fit_occupancy, to_scipy
 
 log = logging.getLogger("sdfcar")
 
 #: Points per field evaluation chunk (bounds activation memory on the dense path).
 FIELD_CHUNK = 1 << 17
+#: Traced tubes are voxelised with this many sub-points per voxel edge.
+TUBE_SUPERSAMPLE = 2
 
 
 @dataclass
@@ -157,6 +164,9 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
     silhouettes = None if masks is None else validate_masks(masks, geometry)
     target = resolve_target(config.target, images)
     device = resolve_device(config.device)
+    if config.method == "tubes":
+        return _reconstruct_tubes(images, geometry, config, progress, on_iteration, target,
+                                  device, started)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     grid = geometry.volume
@@ -361,18 +371,59 @@ def _finish(model: ImplicitField, problem: _Problem, images: list[np.ndarray],
             raw = np.where(problem.hull, raw, np.maximum(raw, outside))
         # The field's own distances wherever it agrees with the label (smooth surface).
         sdf = np.where((raw < 0.0) == label, raw, sdf)
+    run = selection.summary()
+    if problem.hull is not None:
+        run["hull_voxels"] = int(problem.hull.sum())
+    return _result(label, sdf, occupancy, images, geometry, config, device, run)
+
+
+def _result(label: np.ndarray, sdf: np.ndarray, occupancy: np.ndarray,
+            images: list[np.ndarray], geometry: CaseGeometry, config: ReconstructionConfig,
+            device: torch.device, run: dict) -> Result:
+    """The Result of a label: its reprojections, their errors and label statistics added."""
     reprojections = _reproject(label, geometry, device)
     errors = [{"view": index + 1,
                "rmse_mm": float(np.sqrt(np.mean((p - t) ** 2))),
                "relative_l2": float(np.linalg.norm(p - t) / np.linalg.norm(t))}
               for index, (p, t) in enumerate(zip(reprojections, images))]
-    run = {**selection.summary(),
-           "components": int(ndimage.label(label, CONNECTIVITY_26)[1]),
+    run = {**run, "components": int(ndimage.label(label, CONNECTIVITY_26)[1]),
            "vessel_voxels": int(label.sum()), "reprojection_error": errors}
-    if problem.hull is not None:
-        run["hull_voxels"] = int(problem.hull.sum())
     return Result(label.astype(np.uint8), sdf.astype(np.float32),
-                  occupancy.astype(np.float32), grid, images, reprojections, config, run)
+                  occupancy.astype(np.float32), geometry.volume, images, reprojections,
+                  config, run)
+
+
+def _reconstruct_tubes(images: list[np.ndarray], geometry: CaseGeometry,
+                       config: ReconstructionConfig, progress: bool,
+                       on_iteration: ProgressCallback | None, target: str,
+                       device: torch.device, started: float) -> Result:
+    """Trace the tree as tubes (:mod:`sdfcar.tracing`) and voxelise it on the grid."""
+    if target == "mask":
+        raise fail("target", "the tubes method fits line integrals; for binary masks use a "
+                             "field preset (e.g. --preset default)")
+    traced = trace_tree(images, geometry, config.tubes, progress, on_iteration)
+    if not traced.vessels:
+        raise fail("views", "no vessel found: no tube fits both views (check the geometry "
+                            "and that the views hold line integrals in mm)")
+    grid = geometry.volume
+    # Partial-volume occupancy from 2^3 sub-points per voxel: a voxel is vessel when at
+    # least half of it lies inside a traced tube.
+    occupancy = rasterize_segments(traced.vessels, grid, supersample=TUBE_SUPERSAMPLE)
+    label = occupancy >= 0.5
+    if not np.any(label):
+        raise fail("views", "the traced vessels are thinner than the grid's voxels")
+    run = {"vessels": len(traced.vessels), "seeds_tried": traced.seeds_tried,
+           "unexplained_integral": round(traced.unexplained, 3),
+           "centreline_points": int(sum(len(v.points) for v in traced.vessels))}
+    result = _result(label, _signed_distance(label, grid.spacing_mm), occupancy, images,
+                     geometry, config, device, run)
+    result.run.update({
+        "sdfcar_version": __version__, "torch_version": torch.__version__,
+        "preset": config.preset, "config": config.to_dict(), "seed": config.seed,
+        "device": str(device), "path": "tubes", "target": target,
+        "seconds_reconstruct": round(time.perf_counter() - started, 3),
+    })
+    return result
 
 
 def _field_on_grid(model: ImplicitField, grid: VolumeGrid, alpha: float,

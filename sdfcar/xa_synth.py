@@ -227,13 +227,17 @@ def reference_geometry(detector_px: int = 512, volume: VolumeGrid = VolumeGrid()
 
 
 def phantom_pair(kind: str = "lca", seed: int = 0, detector_px: int = 512,
-                 options: CineOptions = CineOptions(), volume: VolumeGrid = VolumeGrid()
+                 options: CineOptions = CineOptions(), volume: VolumeGrid = VolumeGrid(),
+                 supersample: int = 1
                  ) -> tuple[np.ndarray, CaseGeometry, tuple[SyntheticRun, SyntheticRun]]:
     """A phantom label on ``volume``, the reference geometry at ``detector_px`` and its two
-    simulated runs (phantom and noise seeded by ``seed``)."""
+    simulated runs (phantom and noise seeded by ``seed``), imaged from the phantom voxelised
+    ``supersample`` times finer than ``volume`` (1: from the label itself)."""
     label = label_volume(kind, seed, volume)
     geometry = reference_geometry(detector_px, volume)
-    return label, geometry, simulate_pair(label, volume, geometry, options, seed)
+    seen_grid = volume.refined(supersample)
+    seen = label if supersample == 1 else label_volume(kind, seed, seen_grid)
+    return label, geometry, simulate_pair(seen, seen_grid, geometry, options, seed)
 
 
 # ----------------------------------------------------------------------------- DICOM

@@ -130,7 +130,9 @@ def test_field_modes_give_occupancy_in_unit_interval():
 
 
 def test_presets_load_and_every_field_can_be_overridden():
-    assert set(PRESETS) == {"default", "neca", "sdfcar-paper"}
+    assert set(PRESETS) == {"default", "neca", "sdfcar-paper", "tubes"}
+    tubes = build_config("tubes", ["tubes.seeds=2"])
+    assert (tubes.method, tubes.tubes.seeds, tubes.tubes.step_mm) == ("tubes", 2, 0.8)
     paper = build_config("sdfcar-paper")
     assert (paper.field.levels, paper.field.hidden_layers, paper.field.hidden_width) == (16, 8, 256)
     assert (paper.alpha, paper.iterations, paper.optimizer, paper.lr) == (50.0, 5000, "adamw", 1e-4)

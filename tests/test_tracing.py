@@ -1,0 +1,143 @@
+"""Tube tracing: analytic tube integrals, local tube fits and whole trees traced end to end."""
+
+import numpy as np
+import pytest
+
+from sdfcar.config import build_config
+from sdfcar.errors import InputError
+from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
+from sdfcar.metrics import dice
+from sdfcar.phantom import Segment, rasterize_segments
+from sdfcar.reconstruct import reconstruct
+from sdfcar.simulate import project_label
+from sdfcar.tracing import _ViewData, fit_tube
+from sdfcar.tube_render import DetectorRays, cylinder_chords, render_chain
+
+VIEWS = (ViewGeometry(29.7, 0.1, 993.0, 757.0, (160, 160), (0.6, 0.6)),
+         ViewGeometry(2.0, 29.0, 1055.0, 757.0, (160, 160), (0.6, 0.6)))
+GRID = VolumeGrid((64, 64, 64), (0.8, 0.8, 0.8))
+GEOMETRY = CaseGeometry(VIEWS, GRID)
+
+
+def _marched_chords(source, rays, inside, step=0.005, reach=1200.0):
+    """Chord lengths by marching each ray in tiny steps and counting inside samples."""
+    t = np.arange(600.0, reach, step)
+    lengths = []
+    for ray in rays:
+        points = source + t[:, None] * ray
+        lengths.append(np.count_nonzero(inside(points)) * step)
+    return np.array(lengths)
+
+
+def test_cylinder_chords_match_ray_marching():
+    detector = DetectorRays(VIEWS[0])
+    centre, axis, radius = np.array([3.0, -2.0, 1.0]), np.array([0.6, 0.3, -0.74]), 1.7
+    axis = axis / np.linalg.norm(axis)
+    window = detector.window(centre, axis, 2.0, radius + 1.0)
+    pick = np.random.default_rng(0).choice(len(window.rows), 40, replace=False)
+    rays = window.rays[pick]
+
+    def inside(points):
+        rel = points - centre
+        return np.linalg.norm(rel - np.outer(rel @ axis, axis), axis=1) <= radius
+
+    expected = _marched_chords(detector.source, rays, inside)
+    assert np.count_nonzero(expected) > 10  # most picked rays cross the tube
+    got = cylinder_chords(detector.source, rays, centre, axis, radius)
+    assert np.max(np.abs(got - expected)) < 0.02
+
+
+def _bent_vessel():
+    t = np.linspace(0.0, 1.0, 80)
+    points = np.stack([-16 + 32 * t, 6 * np.sin(3 * t), 4 * np.cos(2 * t) - 2], axis=1)
+    return Segment("bent", points, np.linspace(1.6, 0.9, len(t)), None)
+
+
+def test_rendered_chain_matches_the_projected_voxelised_vessel():
+    vessel = _bent_vessel()
+    fine = VolumeGrid((160, 160, 160), (0.32, 0.32, 0.32))
+    occupancy = rasterize_segments([vessel], fine, supersample=2)
+    projected = project_label(occupancy >= 0.5, fine, VIEWS[:1])[0]
+    rendered = render_chain(DetectorRays(VIEWS[0]), vessel.points, vessel.radii)
+    # Same total integral (volume seen by the view) up to the voxelised vessel's rounded
+    # end caps (about 6 % of its volume; measured 4 %), and the images agree pixel by pixel
+    # up to the voxelisation's staircase at the walls (measured: correlation 0.985,
+    # relative L2 difference 0.17).
+    assert abs(rendered.sum() - projected.sum()) < 0.06 * projected.sum()
+    assert np.corrcoef(rendered.ravel(), projected.ravel())[0, 1] > 0.97
+    assert np.linalg.norm(rendered - projected) < 0.25 * np.linalg.norm(projected)
+
+
+def _views_of(segments, factor=2):
+    """Line integrals of vessels voxelised ``factor`` times finer than GRID (no inverse
+    crime: the reconstruction grid cannot represent them exactly)."""
+    fine = VolumeGrid(tuple(n * factor for n in GRID.shape),
+                      tuple(s / factor for s in GRID.spacing_mm))
+    label = rasterize_segments(segments, fine) >= 0.5
+    return project_label(label, fine, VIEWS)
+
+
+def test_fit_tube_recovers_position_direction_and_radius():
+    direction = np.array([0.8, 0.5, -0.33]) / np.linalg.norm([0.8, 0.5, -0.33])
+    points = np.array([-2.0, 1.0, 3.0]) + np.linspace(-12, 12, 61)[:, None] * direction
+    vessel = Segment("straight", points, np.full(61, 1.2), None)
+    views = [_ViewData(DetectorRays(v), image) for v, image in zip(VIEWS, _views_of([vessel]))]
+    true_centre = points[30]
+    start_axis = direction + np.array([0.15, -0.1, 0.1])
+    fit = fit_tube(views, true_centre + np.array([0.6, -0.5, 0.4]),
+                   start_axis / np.linalg.norm(start_axis), 0.8)
+    offset = fit.centre - true_centre
+    assert np.linalg.norm(offset - (offset @ direction) * direction) < 0.2
+    assert np.degrees(np.arccos(min(abs(fit.axis @ direction), 1.0))) < 3.0
+    assert abs(fit.radius - 1.2) < 0.1
+    assert all(0.9 < s < 1.1 for s in fit.support)
+    assert fit.misfit < 0.05
+
+
+def _y_tree():
+    t = np.linspace(0.0, 1.0, 70)[:, None]
+    trunk = np.array([-18.0, -4.0, 10.0]) + t * np.array([16.0, 4.0, -10.0])
+    fork = trunk[-1]
+    left = fork + t * np.array([12.0, 9.0, -8.0]) + np.sin(np.pi * t) * np.array([0, 0, -3.0])
+    right = fork + t * np.array([14.0, -10.0, 6.0])
+    return [Segment("trunk", trunk, np.linspace(1.8, 1.5, 70), None),
+            Segment("left", left, np.linspace(1.2, 0.8, 70), "trunk"),
+            Segment("right", right, np.linspace(1.2, 0.8, 70), "trunk")]
+
+
+@pytest.fixture(scope="module")
+def y_case():
+    tree = _y_tree()
+    return rasterize_segments(tree, GRID) >= 0.5, _views_of(tree)
+
+
+def test_tubes_preset_traces_a_branching_tree(y_case):
+    label, views = y_case
+    config = build_config("tubes", ["tubes.seeds=3"], device="cpu")
+    result = reconstruct(views, GEOMETRY, config, progress=False)
+    # Measured: Dice 0.82 (radii about 5 % too large) from views that the 0.8 mm grid cannot
+    # reproduce exactly; the field presets' voxel prior needs exact data for such a score.
+    assert dice(result.label, label) > 0.75
+    assert result.run["path"] == "tubes"
+    assert result.run["vessels"] >= 2
+    assert result.run["components"] == 1
+    assert np.array_equal(result.label > 0, result.sdf < 0)
+    assert all(e["relative_l2"] < 0.5 for e in result.run["reprojection_error"])
+
+
+def test_tubes_reject_masks_and_empty_views(y_case):
+    _, views = y_case
+    config = build_config("tubes", device="cpu")
+    masks = [(v > 0.1).astype(np.float32) for v in views]
+    with pytest.raises(InputError, match="tubes method fits line integrals"):
+        reconstruct(masks, GEOMETRY, config, progress=False)
+    specks = [np.zeros_like(v) for v in views]
+    for speck in specks:
+        speck[80, 80] = 1.5
+    with pytest.raises(InputError, match="no vessel found"):
+        reconstruct(specks, GEOMETRY, config, progress=False)
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(InputError, match="method"):
+        build_config("default", ["method=voxels"])
