@@ -578,8 +578,8 @@ class SlicerSDFCARTest(ScriptedLoadableModuleTest):
         if logic.missingRequirements():
             logic.installRequirements(confirm=False)
         from sdfcar.geometry import ViewGeometry, VolumeGrid
-        from sdfcar.phantom import label_volume
-        from sdfcar.simulate import project_label
+        from sdfcar.synthetic.phantom import label_volume
+        from sdfcar.synthetic.simulate import project_label
 
         grid = VolumeGrid((48, 48, 48), (1.0, 1.0, 1.0))
         views = (ViewGeometry(30, 0, 1000, 750, (96, 96), (0.7, 0.7)),

@@ -27,12 +27,12 @@ from pathlib import Path
 import ray
 import torch
 
-from sdfcar.batch import ray_session, run_batch
-from sdfcar.case import write_case
+from sdfcar.apps.batch import ray_session, run_batch
+from sdfcar.io.case import write_case
 from sdfcar.config import build_config
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
-from sdfcar.phantom import label_volume
-from sdfcar.simulate import simulate_case
+from sdfcar.synthetic.phantom import label_volume
+from sdfcar.synthetic.simulate import simulate_case
 
 GRID = VolumeGrid((64, 64, 64), (1.6, 1.6, 1.6))
 VIEWS = tuple(dataclasses.replace(view, detector_shape=(128, 128),

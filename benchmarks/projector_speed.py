@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from sdfcar.benchmark import git_commit, machine_description
+from harness import git_commit, machine_description
 from sdfcar.geometry import REFERENCE_VIEWS
 from sdfcar.geometry import VolumeGrid
-from sdfcar.projector import ConeBeamProjector
+from sdfcar.physics.projector import ConeBeamProjector
 
 
 def _synchronise(device: torch.device) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sdfcar.benchmark import SUITES, run_suites
-from sdfcar.benchmark_report import write_report
+from harness import SUITES, run_suites
+from report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

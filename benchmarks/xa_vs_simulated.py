@@ -3,7 +3,7 @@ synthetic XA DICOM runs.
 
 For each phantom and preset: (a) its noise-free line integrals in the two reference views
 are reconstructed directly; (b) the same phantom is written as two XA cine runs
-(`sdfcar.xa_synth`: Beer-Lambert contrast, background anatomy, Poisson noise, wash-in,
+(`sdfcar.synthetic.xa`: Beer-Lambert contrast, background anatomy, Poisson noise, wash-in,
 cardiac motion, ECG marks; 12-bit LIN), read back with
 `sdfcar.xa.prepare_xa_pair` (geometry from the tags, automatic frame choice, extracted vessel
 masks and line-integral proxies) and reconstructed with the masks as silhouettes. Both labels
@@ -34,11 +34,11 @@ from sdfcar.config import build_config
 from sdfcar.device import resolve_device
 from sdfcar.geometry import VolumeGrid
 from sdfcar.metrics import evaluate
-from sdfcar.phantom import label_volume
-from sdfcar.reconstruct import reconstruct
-from sdfcar.simulate import project_label
+from sdfcar.synthetic.phantom import label_volume
+from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.synthetic.simulate import project_label
 from sdfcar.xa import prepare_xa_pair
-from sdfcar.xa_synth import CineOptions, phantom_pair, write_pair
+from sdfcar.synthetic.xa import CineOptions, phantom_pair, write_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The reference volume spans 102.4 mm; smaller --volume sizes keep that field.
@@ -134,7 +134,7 @@ def main() -> None:
     lines = ["## Real-data path: XA DICOM against simulated integrals", "",
              f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')}). Each phantom is "
              "reconstructed from its noise-free line integrals and from two synthetic XA "
-             "cine runs of it (`sdfcar.xa_synth`: Beer-Lambert contrast, anatomy, Poisson "
+             "cine runs of it (`sdfcar.synthetic.xa`: Beer-Lambert contrast, anatomy, Poisson "
              "noise, wash-in, cardiac motion, ECG; 12-bit) read back through "
              "`sdfcar.xa.prepare_xa_pair` (geometry from the tags, automatic frame, extracted "
              "masks as silhouettes, line-integral proxies as targets). Seconds include the "

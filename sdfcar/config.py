@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from .connect import MODES as CONNECTIVITY_MODES
-from .errors import fail
-from .field.network import FieldConfig
+from sdfcar.pipeline.connect import MODES as CONNECTIVITY_MODES
+from sdfcar.errors import fail
+from sdfcar.methods.field.network import FieldConfig
 
 PRESETS = ("default", "neca", "sdfcar-paper", "tubes")
 #: Target modes (``target``): what the views hold.
@@ -21,7 +21,7 @@ METHODS = ("field", "tubes")
 
 @dataclass(frozen=True)
 class TubeConfig:
-    """Settings of the tube tracer (``method = "tubes"``, :mod:`sdfcar.tracing`)."""
+    """Settings of the tube tracer (``method = "tubes"``, :mod:`sdfcar.methods.tubes.tracing`)."""
 
     #: Trees grown from this many seed tubes; the one leaving the least unexplained wins.
     seeds: int = 6
@@ -94,7 +94,7 @@ class ReconstructionConfig:
     max_hull_fraction: float = 0.25
     #: One tree from the label: "bridge" fragments to the largest 26-connected component
     #: along cheap paths through the occupancy (dropping specks and far pieces), keep the
-    #: "largest" component only, or "none" (see :mod:`sdfcar.connect`).
+    #: "largest" component only, or "none" (see :mod:`sdfcar.pipeline.connect`).
     connectivity: str = "bridge"
     #: Eikonal samples per iteration and finite-difference step (mm).
     eikonal_samples: int = 4096

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import fail
+from sdfcar.errors import fail
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

@@ -21,8 +21,8 @@ from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from .errors import fail
-from .geometry import VolumeGrid
+from sdfcar.errors import fail
+from sdfcar.geometry import VolumeGrid
 
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 # Slack for "within d mm": an EDT distance of exactly d can come out as d + 1 ulp.

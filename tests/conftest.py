@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from sdfcar.case import Case, write_case
+from sdfcar.io.case import Case, write_case
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
-from sdfcar.images import write_volume
-from sdfcar.simulate import project_label
+from sdfcar.io.images import write_volume
+from sdfcar.synthetic.simulate import project_label
 
 SMALL_GRID = VolumeGrid((48, 48, 48), (1.0, 1.0, 1.0))
 SMALL_VIEWS = (ViewGeometry(30, 0, 1000, 750, (96, 96), (0.7, 0.7)),

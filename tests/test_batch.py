@@ -13,10 +13,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from sdfcar.batch import (BatchCase, is_transient, load_batch_case, ray_session,  # noqa: E402
+from sdfcar.apps.batch import (BatchCase, is_transient, load_batch_case, ray_session,  # noqa: E402
                           read_manifest, read_outcomes)
-from sdfcar.batch.runner import _schedule  # noqa: E402
-from sdfcar.cli import main  # noqa: E402
+from sdfcar.apps.batch.runner import _schedule  # noqa: E402
+from sdfcar.apps.cli import main  # noqa: E402
 from sdfcar.config import build_config  # noqa: E402
 from sdfcar.errors import InputError  # noqa: E402
 
@@ -97,7 +97,7 @@ def test_a_killed_batch_resumes_without_redoing_finished_cases(local_ray, small_
                                                        for i, folder in enumerate(folders)])
     out = tmp_path / "out"
     log_path = out / "batch.jsonl"
-    command = [sys.executable, "-m", "sdfcar.cli", "batch", str(manifest), "--out", str(out),
+    command = [sys.executable, "-m", "sdfcar.apps.cli", "batch", str(manifest), "--out", str(out),
                "--address", local_ray, *FAST]
     batch = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)

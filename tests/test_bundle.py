@@ -18,12 +18,12 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, scripts
 from monai.data.utils import orientation_ras_lps
 
-from sdfcar.bundle import CaseWriter, LabelToMetaTensord, bundle_config, flag, input_error
-from sdfcar.cli import main as sdfcar_main
+from sdfcar.apps.bundle import CaseWriter, LabelToMetaTensord, bundle_config, flag, input_error
+from sdfcar.apps.cli import main as sdfcar_main
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
-from sdfcar.images import read_volume, write_volume
-from sdfcar.connect import select_tree
+from sdfcar.io.images import read_volume, write_volume
+from sdfcar.pipeline.connect import select_tree
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 CONFIG = BUNDLE / "configs" / "inference.json"

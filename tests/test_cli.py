@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sdfcar.case import load_case
-from sdfcar.cli import main
+from sdfcar.io.case import load_case
+from sdfcar.apps.cli import main
 from sdfcar.geometry import REFERENCE_VIEWS
-from sdfcar.images import read_volume
+from sdfcar.io.images import read_volume
 
 
 def test_phantom_writes_a_one_piece_tree_with_its_grid(tmp_path):
@@ -51,7 +51,7 @@ def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
 
 
 def test_console_script_reports_bad_subcommand_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "sdfcar.cli", "phantom", "--kind", "lad",
+    result = subprocess.run([sys.executable, "-m", "sdfcar.apps.cli", "phantom", "--kind", "lad",
                              "--out", "x.nii.gz"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "invalid choice: 'lad'" in result.stderr and result.stderr.count("\n") == 1
@@ -62,8 +62,8 @@ def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
     from skimage.morphology import skeletonize
 
     from sdfcar.geometry import VolumeGrid
-    from sdfcar.images import write_volume
-    from sdfcar.phantom import label_volume
+    from sdfcar.io.images import write_volume
+    from sdfcar.synthetic.phantom import label_volume
 
     grid = VolumeGrid()
     truth = label_volume("rca", 1, grid) > 0
@@ -86,7 +86,7 @@ def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
 
 
 def test_progress_lines_are_machine_readable(capsys):
-    from sdfcar.cli import print_progress_line
+    from sdfcar.apps.cli import print_progress_line
 
     for done in range(1, 251):
         print_progress_line(done, 250, 0.5)

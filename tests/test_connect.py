@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sdfcar.connect import CONNECTIVITY_26, BridgeSettings, select_tree
+from sdfcar.pipeline.connect import CONNECTIVITY_26, BridgeSettings, select_tree
 from sdfcar.errors import InputError
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry
-from sdfcar.hull import noise_sigma, silhouette, visual_hull
-from sdfcar.phantom import label_volume
-from sdfcar.simulate import NoiseModel, simulate_case
+from sdfcar.physics.hull import noise_sigma, silhouette, visual_hull
+from sdfcar.synthetic.phantom import label_volume
+from sdfcar.synthetic.simulate import NoiseModel, simulate_case
 
 GEOMETRY = CaseGeometry(REFERENCE_VIEWS)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sdfcar.errors import InputError
-from sdfcar.inpaint import harmonic_inpaint
-from sdfcar.vessels import line_integral_proxy
+from sdfcar.xa.inpaint import harmonic_inpaint
+from sdfcar.xa.vessels import line_integral_proxy
 
 
 def test_a_linear_background_is_filled_exactly():

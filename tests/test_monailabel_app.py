@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdfcar.images import read_volume
-from sdfcar.integrations.infer import progress_logger, run_request
-from sdfcar.integrations.studies import IMAGE_ID_KEY, RequestError, resolve_request
+from sdfcar.io.images import read_volume
+from sdfcar.apps.monailabel.infer import progress_logger, run_request
+from sdfcar.apps.monailabel.studies import IMAGE_ID_KEY, RequestError, resolve_request
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID
 
 REPO = Path(__file__).resolve().parents[1]
-APP_DIR = REPO / "sdfcar" / "integrations" / "monailabel_app"
+APP_DIR = REPO / "sdfcar" / "apps" / "monailabel" / "app"
 MONAILABEL_VENV_PYTHON = REPO / ".venv-monailabel" / "bin" / "python"
 # Few iterations (20 of the voxel prior, 3 of the field), and a field that starts inside the
 # vessels so that the label is not empty.

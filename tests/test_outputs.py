@@ -1,4 +1,4 @@
-"""`sdfcar.outputs.write_outputs`: files, LPS geometry, Slicer segmentation, mesh, atomicity."""
+"""`sdfcar.io.outputs.write_outputs`: files, LPS geometry, Slicer segmentation, mesh, atomicity."""
 
 import json
 import math
@@ -8,13 +8,13 @@ import pytest
 import slicerio
 from PIL import Image
 
-from sdfcar import outputs
+from sdfcar.io import outputs
 from sdfcar.config import ReconstructionConfig
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid
-from sdfcar.images import read_volume
-from sdfcar.mesh import surface_from_sdf
-from sdfcar.reconstruct import Result
+from sdfcar.io.images import read_volume
+from sdfcar.io.mesh import surface_from_sdf
+from sdfcar.pipeline.reconstruct import Result
 
 FILES = ["label.nii.gz", "occupancy.nii.gz", "report.png", "run.json", "mesh.vtk",
          "sdf.nii.gz", "segmentation.seg.nrrd"]

@@ -1,4 +1,4 @@
-"""Tests of the synthetic coronary tree generator and its rasteriser (sdfcar.phantom)."""
+"""Tests of the synthetic coronary tree generator and its rasteriser (sdfcar.synthetic.phantom)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
-from sdfcar.phantom import CoronaryTree, Segment, generate_tree, label_volume, rasterize
+from sdfcar.synthetic.phantom import CoronaryTree, Segment, generate_tree, label_volume, rasterize
 
 KINDS = ("lca", "rca")
 SEEDS = (0, 1, 2, 3, 7)

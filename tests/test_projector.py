@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sdfcar.geometry import ViewGeometry, VolumeGrid
-from sdfcar.projector import ConeBeamProjector, silhouette
+from sdfcar.physics.projector import ConeBeamProjector, silhouette
 
 GRID = VolumeGrid()  # 128^3 at 0.8 mm on the isocenter, as the acceptance asks
 VIEWS = {
@@ -162,8 +162,8 @@ def test_wrong_volume_shape_is_rejected():
 
 def test_backend_factory_defaults_to_torch_and_rejects_missing_tigre():
     from sdfcar.errors import InputError
-    from sdfcar.projector import make_projector
-    from sdfcar.tigre_backend import tigre_available
+    from sdfcar.physics.projector import make_projector
+    from sdfcar.physics.tigre_backend import tigre_available
 
     grid = VolumeGrid((16, 16, 16))
     assert isinstance(make_projector([VIEWS["AP"]], grid, "cpu"), ConeBeamProjector)

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from sdfcar.case import Case, write_case
-from sdfcar.cli import main
+from sdfcar.io.case import Case, write_case
+from sdfcar.apps.cli import main
 from sdfcar.config import PRESETS, build_config
 from sdfcar.errors import InputError
-from sdfcar.field import HashGridEncoding, ImplicitField
-from sdfcar.field.network import FieldConfig
-from sdfcar.images import read_volume
-from sdfcar.losses import boundary_sdf2d, eikonal, signed_distance_2d, thresholded_sdf2d
+from sdfcar.methods.field import HashGridEncoding, ImplicitField
+from sdfcar.methods.field.network import FieldConfig
+from sdfcar.io.images import read_volume
+from sdfcar.methods.losses import boundary_sdf2d, eikonal, signed_distance_2d, thresholded_sdf2d
 from sdfcar.metrics import dice
-from sdfcar.reconstruct import reconstruct
+from sdfcar.pipeline.reconstruct import reconstruct
 
 from conftest import SMALL_GEOMETRY as GEOMETRY, SMALL_GRID as GRID
 
@@ -205,7 +205,7 @@ def test_cli_reconstruct_rejects_bad_views(tmp_path, arc_case, capsys, kind, mes
     case_dir = tmp_path / "case"
     write_case(case_dir, Case(GEOMETRY, (arc_case[1][0], arc_case[1][1])))
     bad = _bad_views(kind, arc_case[1])
-    from sdfcar.images import write_view
+    from sdfcar.io.images import write_view
 
     for index, image in enumerate(bad, start=1):
         write_view(case_dir / f"view{index}.nii.gz", image, (0.7, 0.7), overwrite=True)

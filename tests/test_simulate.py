@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from sdfcar.case import load_case
-from sdfcar.cli import main
+from sdfcar.io.case import load_case
+from sdfcar.apps.cli import main
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
-from sdfcar.images import read_volume, write_volume
+from sdfcar.io.images import read_volume, write_volume
 
 SPHERE_CENTRE = np.array([12.0, -8.0, 15.0])
 SEED_VIEWS = (ViewGeometry(29.7, 0.1, 993, 757.06, (512, 512), (0.278, 0.278)),
@@ -163,7 +163,7 @@ def test_bad_label_exits_2_and_writes_nothing(tmp_path, capsys, kind, message):
 def test_bad_option_values_exit_2(tmp_path, sphere_label):
     geometry = write_geometry(tmp_path / "g.json", ORTHOGONAL_VIEWS)
     result = subprocess.run(
-        [sys.executable, "-m", "sdfcar.cli", "simulate", "--label", str(sphere_label),
+        [sys.executable, "-m", "sdfcar.apps.cli", "simulate", "--label", str(sphere_label),
          "--geometry", str(geometry), "--out", str(tmp_path / "case"), "--noise", "loud"],
         capture_output=True, text=True)
     assert result.returncode == 2

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdfcar.case import load_case
-from sdfcar.cli import build_parser
+from sdfcar.io.case import load_case
+from sdfcar.apps.cli import build_parser
 from sdfcar.config import PRESETS as ENGINE_PRESETS
 from sdfcar.device import DEVICE_CHOICES
 from sdfcar.errors import InputError
 from sdfcar.geometry import ViewGeometry
-from sdfcar.images import read_volume
+from sdfcar.io.images import read_volume
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "SlicerSDFCAR"
@@ -182,7 +182,7 @@ def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
     command = reconstruct_command("python3", tmp_path / "case", tmp_path / "out",
                                   preset="neca", device="cpu", iterations=7, seed=4,
                                   overrides=["loss.eikonal=0.1", "field.levels=12"])
-    assert command[:4] == ["python3", "-m", "sdfcar.cli", "reconstruct"]
+    assert command[:4] == ["python3", "-m", "sdfcar.apps.cli", "reconstruct"]
     args = build_parser().parse_args(command[3:])
     assert (args.case_dir, args.out) == (tmp_path / "case", tmp_path / "out")
     assert (args.preset, args.device, args.iterations, args.seed) == ("neca", "cpu", 7, 4)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from sdfcar.geometry import ViewGeometry, VolumeGrid
-from sdfcar.projector import ConeBeamProjector
+from sdfcar.physics.projector import ConeBeamProjector
 from sdfcar.optional import importable
-from sdfcar.tigre_backend import (
+from sdfcar.physics.tigre_backend import (
     LPS_TO_TIGRE,
     TigreParams,
     TigreProjector,

@@ -7,11 +7,11 @@ from sdfcar.config import build_config
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.metrics import dice
-from sdfcar.phantom import Segment, rasterize_segments
-from sdfcar.reconstruct import reconstruct
-from sdfcar.simulate import project_label
-from sdfcar.tracing import _ViewData, fit_tube
-from sdfcar.tube_render import DetectorRays, cylinder_chords, render_chain
+from sdfcar.synthetic.phantom import Segment, rasterize_segments
+from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.synthetic.simulate import project_label
+from sdfcar.methods.tubes.tracing import _ViewData, fit_tube
+from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
 VIEWS = (ViewGeometry(29.7, 0.1, 993.0, 757.0, (160, 160), (0.6, 0.6)),
          ViewGeometry(2.0, 29.0, 1055.0, 757.0, (160, 160), (0.6, 0.6)))

@@ -7,14 +7,14 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from sdfcar.cli import main
+from sdfcar.apps.cli import main
 from sdfcar.errors import InputError
-from sdfcar.images import read_view
-from sdfcar.simulate import DEFAULT_MASK_THRESHOLD_MM
-from sdfcar.vessels import (VesselParams, attenuation_from_intensity, contrast_score,
+from sdfcar.io.images import read_view
+from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM
+from sdfcar.xa.vessels import (VesselParams, attenuation_from_intensity, contrast_score,
                             extract_vessels)
 from sdfcar.xa import read_xa
-from sdfcar.xa_synth import (CineOptions, phantom_pair, reference_geometry, save_dataset,
+from sdfcar.synthetic.xa import (CineOptions, phantom_pair, reference_geometry, save_dataset,
                              simulate_run, write_xa)
 
 

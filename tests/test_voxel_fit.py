@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from sdfcar.hull import dilate, silhouette, visual_hull
+from sdfcar.physics.hull import dilate, silhouette, visual_hull
 from sdfcar.metrics import dice
-from sdfcar.projector import ConeBeamProjector
-from sdfcar.voxel_fit import fit_occupancy, to_scipy
+from sdfcar.physics.projector import ConeBeamProjector
+from sdfcar.methods.voxel import fit_occupancy, to_scipy
 
 from conftest import SMALL_GRID, SMALL_VIEWS
 

@@ -10,16 +10,16 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from sdfcar.case import Case
-from sdfcar.cli import main
+from sdfcar.io.case import Case
+from sdfcar.apps.cli import main
 from sdfcar.errors import InputError
-from sdfcar.frames import END_DIASTOLE_MIN_CONTRAST, choose_frame
+from sdfcar.xa.frames import END_DIASTOLE_MIN_CONTRAST, choose_frame
 from sdfcar.geometry import REFERENCE_VIEWS, VolumeGrid
-from sdfcar.simulate import CONTRAST_MU_PER_MM
+from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 from sdfcar.xa import (ENHANCED_XA_SOP_CLASS, GeometryOverrides, load_geometry_overrides,
                        load_xa_pair, parse_geometry_overrides, prepare_xa_pair,
                        prepare_xa_view, read_xa)
-from sdfcar.xa_synth import (WATER_MU_PER_MM, CineOptions, background_thickness, phantom_pair,
+from sdfcar.synthetic.xa import (WATER_MU_PER_MM, CineOptions, background_thickness, phantom_pair,
                              reference_geometry, save_dataset, simulate_run, write_pair,
                              write_xa, xa_dataset)
 

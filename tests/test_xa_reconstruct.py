@@ -9,18 +9,18 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from sdfcar.case import write_case
-from sdfcar.cli import main
+from sdfcar.io.case import write_case
+from sdfcar.apps.cli import main
 from sdfcar.config import build_config
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid
-from sdfcar.images import read_view, read_volume
-from sdfcar.losses import silhouette_bce
+from sdfcar.io.images import read_view, read_volume
+from sdfcar.methods.losses import silhouette_bce
 from sdfcar.metrics import evaluate
-from sdfcar.reconstruct import reconstruct, resolve_target
-from sdfcar.simulate import simulate_case
-from sdfcar.voxel_fit import silhouette_gradient
-from sdfcar.xa_synth import CineOptions, save_dataset, simulate_run, write_xa
+from sdfcar.pipeline.reconstruct import reconstruct, resolve_target
+from sdfcar.synthetic.simulate import simulate_case
+from sdfcar.methods.voxel import silhouette_gradient
+from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_xa
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID, SMALL_VIEWS
 

@@ -44,7 +44,7 @@ def write_case_folder(case_dir: str | Path, images: Sequence[np.ndarray],
     ``sdfcar.errors.InputError`` with one line naming the field (e.g.
     ``views[1].source_to_isocenter_mm``); nothing is left on disk then.
     """
-    from sdfcar.case import Case, write_case
+    from sdfcar.io.case import Case, write_case
     from sdfcar.errors import fail
     from sdfcar.geometry import CaseGeometry
 

@@ -15,7 +15,7 @@ DEVICES = ("auto", "cpu", "cuda")
 def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
                         preset: str = "default", device: str = "auto", iterations: int = 0,
                         seed: int = 0, overrides: Sequence[str] = ()) -> list[str]:
-    """``python -m sdfcar.cli reconstruct CASE --out OUT ... --progress lines``.
+    """``python -m sdfcar.apps.cli reconstruct CASE --out OUT ... --progress lines``.
 
     ``iterations`` 0 keeps the preset's count; ``overrides`` are ``KEY=VALUE`` settings
     passed as ``--set``. Progress comes back as ``PROGRESS done total loss`` on stderr.
@@ -26,7 +26,7 @@ def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
         raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
     if iterations < 0:
         raise ValueError(f"iterations: expected 0 (preset default) or more, got {iterations}")
-    command = [python, "-m", "sdfcar.cli", "reconstruct", str(case_dir), "--out", str(out_dir),
+    command = [python, "-m", "sdfcar.apps.cli", "reconstruct", str(case_dir), "--out", str(out_dir),
                "--preset", preset, "--device", device, "--seed", str(int(seed)),
                "--progress", "lines"]
     if iterations:

@@ -1,0 +1,222 @@
+"""Benchmark harness: phantoms x presets x conditions, one isolated process per cell.
+
+Each cell (a phantom, a preset, an acquisition condition) runs in its own Python process so
+its peak memory is its own, writes ``<results>/<cell>.json`` atomically, and is skipped
+when that file exists (the suite resumes where it stopped). ``benchmarks.report``
+turns the records into ``docs/benchmarks.md`` and its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sdfcar import __version__
+from sdfcar.io.atomic import atomic_file
+from sdfcar.config import build_config
+from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, ViewGeometry
+from sdfcar.metrics import evaluate
+from sdfcar.io.outputs import strict_json
+from sdfcar.synthetic.phantom import label_volume
+from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.synthetic.simulate import NoiseModel, simulate_case
+
+PHANTOMS = (("lca", 0), ("lca", 1), ("lca", 2), ("rca", 0), ("rca", 1), ("rca", 2))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark run. ``iterations`` overrides the preset (None: the preset's)."""
+
+    suite: str
+    kind: str
+    seed: int
+    preset: str
+    noise: float = 0.0  # Gaussian sigma as a fraction of each view's maximum
+    separation_deg: float | None = None  # None: the reference views
+    rotation_error_deg: float = 0.0  # error on view 2's primary angle given to the fit
+    shift_mm: float = 0.0  # patient displacement along x unknown to the fit
+    #: The views are simulated from the phantom voxelised this many times finer than the
+    #: reconstruction grid (1: the same grid, an "inverse crime": the data are then exactly
+    #: what a binary label on that grid projects to).
+    phantom_supersample: int = 1
+    iterations: int | None = None
+    overrides: tuple[str, ...] = ()
+    note: str = ""
+    timing_only: bool = False  # too few iterations for its scores to mean anything
+
+    @property
+    def name(self) -> str:
+        """File-name key of the cell."""
+        parts = [self.suite, f"{self.kind}{self.seed}", self.preset]
+        if self.noise:
+            parts.append(f"noise{self.noise:g}")
+        if self.separation_deg is not None:
+            parts.append(f"sep{self.separation_deg:g}")
+        if self.rotation_error_deg:
+            parts.append(f"rot{self.rotation_error_deg:g}")
+        if self.shift_mm:
+            parts.append(f"shift{self.shift_mm:g}")
+        if self.phantom_supersample > 1:
+            parts.append(f"fine{self.phantom_supersample}")
+        if self.iterations is not None:
+            parts.append(f"it{self.iterations}")
+        return "_".join(parts)
+
+
+def quality_cells() -> list[Cell]:
+    """The reference comparison: 6 phantoms, three presets, clean and 5 % noise (cheapest
+    cells first, so a partial run already compares presets)."""
+    cells = [Cell("quality", kind, seed, "default") for kind, seed in PHANTOMS]
+    cells.append(Cell("quality", "lca", 0, "sdfcar-paper", iterations=2, timing_only=True,
+                      note="sdfcar-paper ran 2 iterations to measure its seconds per "
+                           "iteration (dense: the full grid every iteration); no scores"))
+    cells += [Cell("quality", kind, seed, "default", noise=0.05) for kind, seed in PHANTOMS]
+    cells += [Cell("quality", kind, seed, "neca", iterations=100, overrides=("fast_path=on",),
+                   note="neca ran 100 iterations inside the visual hull (its dense 5000 "
+                        "iterations take days on 2 CPU cores): its model and loss at our "
+                        "compute budget, not a converged NeCA")
+              for kind, seed in PHANTOMS]
+    return cells
+
+
+def robustness_cells() -> list[Cell]:
+    """Where the method breaks: view separation, noise, C-arm geometry error and a phantom
+    finer than the reconstruction grid."""
+    cells = [Cell("robustness", "lca", 0, "default", separation_deg=angle)
+             for angle in (20, 30, 45, 60, 90)]
+    cells += [Cell("robustness", "lca", 0, "default", noise=level) for level in (0.02, 0.1)]
+    cells += [Cell("robustness", "lca", 0, "default", rotation_error_deg=angle)
+              for angle in (1, 2, 3)]
+    cells += [Cell("robustness", "lca", 0, "default", shift_mm=shift) for shift in (2, 5)]
+    cells += [Cell("robustness", kind, 0, "default", phantom_supersample=2)
+              for kind in ("lca", "rca")]
+    return cells
+
+
+SUITES = {"quality": quality_cells, "robustness": robustness_cells}
+
+
+def _views(cell: Cell) -> tuple[ViewGeometry, ViewGeometry]:
+    if cell.separation_deg is None:
+        return REFERENCE_VIEWS
+    half = cell.separation_deg / 2.0
+    return (dataclasses.replace(REFERENCE_VIEWS[0], primary_angle_deg=half,
+                                secondary_angle_deg=0.0),
+            dataclasses.replace(REFERENCE_VIEWS[1], primary_angle_deg=-half,
+                                secondary_angle_deg=0.0))
+
+
+def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
+    """Simulate, reconstruct and score one cell in this process; returns its record and
+    the predicted label."""
+    started = time.perf_counter()
+    views = _views(cell)
+    geometry = CaseGeometry(views)
+    grid = geometry.volume
+    label = label_volume(cell.kind, cell.seed, grid)
+    # The simulated object: the phantom on its grid, or voxelised finer on the same field.
+    factor = cell.phantom_supersample
+    object_grid = grid.refined(factor)
+    seen = label if factor == 1 else label_volume(cell.kind, cell.seed, object_grid)
+    # An isocenter error: the tree sits shift_mm along x from where the fit's geometry
+    # assumes it (the label is simulated on its grid moved by that much).
+    seen_grid = dataclasses.replace(object_grid, center_mm=(
+        grid.center_mm[0] + cell.shift_mm, *grid.center_mm[1:]))
+    noise = NoiseModel("gaussian", cell.noise) if cell.noise else None
+    case = simulate_case(seen, seen_grid, geometry, noise=noise, seed=cell.seed)
+    fit_views = (views[0], dataclasses.replace(
+        views[1], primary_angle_deg=views[1].primary_angle_deg + cell.rotation_error_deg))
+    config = build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
+                          device="auto")
+    result = reconstruct(case.views, CaseGeometry(fit_views, grid), config, progress=False)
+    scores = evaluate(result.label > 0, label > 0, grid, grid)
+    preset_iterations = build_config(cell.preset).iterations
+    record = {
+        "cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
+        "seconds_total": round(time.perf_counter() - started, 2),
+        "seconds_reconstruct": result.run["seconds_reconstruct"],
+        "seconds_per_iteration": result.run["seconds_per_iteration"],
+        "iterations": config.iterations, "preset_iterations": preset_iterations,
+        "seconds_to_solution": round(result.run["seconds_reconstruct"]
+                                     + result.run["seconds_per_iteration"]
+                                     * (preset_iterations - config.iterations), 2),
+        "extrapolated": config.iterations != preset_iterations,
+        "path": result.run["path"], "device": result.run["device"],
+        "components_before_postprocess": result.run["components_before_postprocess"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": machine_description(), "date": date.today().isoformat(),
+        "commit": git_commit(), "sdfcar_version": __version__,
+    }
+    return record, result.label
+
+
+def machine_description() -> str:
+    """CPU/GPU of this machine in a few words."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def git_commit() -> str:
+    """Short hash of the checked-out commit (``unknown`` outside a git work tree)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_suites(suites: list[str], results: Path, limit: int | None = None) -> list[Path]:
+    """Run every unfinished cell of ``suites`` (each in a fresh process); skip finished."""
+    cells = [cell for suite in suites for cell in SUITES[suite]()]
+    todo = [cell for cell in cells if not (results / f"{cell.name}.json").exists()]
+    todo = todo[:limit] if limit is not None else todo
+    results.mkdir(parents=True, exist_ok=True)
+    written, failed = [], []
+    bar = tqdm(todo, desc="benchmark", unit="cell")
+    for cell in bar:
+        bar.set_postfix_str(cell.name)
+        spec = json.dumps(dataclasses.asdict(cell))
+        process = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cell", spec,
+                                  "--results", str(results)], capture_output=True, text=True)
+        if process.returncode != 0:
+            failed.append(cell.name)
+            tqdm.write(f"{cell.name} failed: {process.stderr.strip().splitlines()[-1:]}")
+        else:
+            written.append(results / f"{cell.name}.json")
+    if failed:
+        tqdm.write(f"{len(failed)} cell(s) failed: {', '.join(failed)}")
+    return written
+
+
+def _cell_main(spec: str, results: Path) -> None:
+    data = json.loads(spec)
+    data["overrides"] = tuple(data.get("overrides", ()))
+    cell = Cell(**data)
+    record, label = run_cell(cell)
+    with atomic_file(results / f"{cell.name}.label.npz", overwrite=True) as temporary:
+        np.savez_compressed(temporary, label=np.packbits(label > 0))
+    with atomic_file(results / f"{cell.name}.json", overwrite=True) as temporary:
+        temporary.write_text(json.dumps(strict_json(record), indent=2, allow_nan=False) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="run one benchmark cell (internal)")
+    parser.add_argument("--cell", required=True)
+    parser.add_argument("--results", required=True, type=Path)
+    arguments = parser.parse_args()
+    _cell_main(arguments.cell, arguments.results)

@@ -1,0 +1,110 @@
+"""Run a two-view request: reconstruct with progress in the log, write the label, summarise.
+
+Server-agnostic: the MONAI Label task calls :func:`run_request` and turns
+:class:`~sdfcar.apps.monailabel.studies.RequestError` into an HTTP error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdfcar.errors import InputError
+from sdfcar.physics.hull import silhouette
+from sdfcar.io.images import write_volume
+from sdfcar.metrics import dice
+from sdfcar.io.outputs import strict_json
+from sdfcar.pipeline.reconstruct import ProgressCallback, Result, reconstruct
+from sdfcar.apps.monailabel.studies import RequestError, TwoViewJob, resolve_request
+
+log = logging.getLogger(__name__)
+#: Progress is logged at every tenth of the iterations (and at the last one).
+PROGRESS_STEPS = 10
+
+
+def run_request(request: Mapping[str, Any], studies_dir: str | Path,
+                out_dir: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+    """Validate ``request`` against ``studies_dir``, reconstruct, and write the label as a
+    new NIfTI file in ``out_dir`` (the system's temporary folder by default).
+
+    Returns the label file's path and a JSON-ready summary (views, geometry used, scores
+    of the reprojection fit, timings). A bad request raises
+    :class:`~sdfcar.apps.monailabel.studies.RequestError` before anything is written."""
+    started = time.perf_counter()
+    job = resolve_request(request, studies_dir)
+    loaded = time.perf_counter()
+    log.info("sdfcar %s: views %s + %s, geometry from %s, preset %s, %d iterations, "
+             "device %s", job.case, *job.view_ids, job.geometry_source, job.config.preset,
+             job.config.iterations, job.config.device)
+    try:
+        result = reconstruct(job.views, job.geometry, job.config, progress=False,
+                             on_iteration=progress_logger(job.case))
+    except InputError as error:  # e.g. fast_path=on with an unsafe visual hull
+        raise RequestError(str(error)) from None
+    timings = {"seconds_load": loaded - started,
+               "seconds_reconstruct": result.run["seconds_reconstruct"],
+               "seconds_optimise": result.run["seconds_optimise"],
+               "seconds_per_iteration": result.run["seconds_per_iteration"],
+               "seconds_total": time.perf_counter() - started}
+    summary = summarise(job, result, {k: round(v, 3) for k, v in timings.items()})
+    label_path = _write_label(result, out_dir)  # last: a failure before leaves no file
+    log.info("sdfcar %s: done in %.1f s, %d vessel voxels, silhouette Dice %s", job.case,
+             timings["seconds_total"], result.run["vessel_voxels"],
+             ", ".join(f"{s['silhouette_dice']:.3f}" for s in summary["scores"]["views"]))
+    return label_path, summary
+
+
+def progress_logger(case: str, steps: int = PROGRESS_STEPS) -> ProgressCallback:
+    """An ``on_iteration`` callback that logs ``iteration done/total, loss`` ``steps`` times."""
+    def report(done: int, total: int, loss: float) -> None:
+        if done == total or (steps * done) // total != (steps * (done - 1)) // total:
+            log.info("sdfcar %s: iteration %d/%d, loss %.4g", case, done, total, loss)
+    return report
+
+
+def summarise(job: TwoViewJob, result: Result, timings: dict[str, float]) -> dict[str, Any]:
+    """The JSON answer: what was reconstructed, from what, how well and how fast."""
+    config = result.config
+    views = []
+    for error, target, reprojection in zip(result.run["reprojection_error"], result.targets,
+                                           result.reprojections):
+        measured, _ = silhouette(target, config.silhouette_threshold_mm,
+                                 config.silhouette_noise_sigmas)
+        fitted = reprojection > config.silhouette_threshold_mm
+        # metrics.dice takes volumes: a view is a one-slice volume here.
+        views.append({**error, "silhouette_dice": dice(fitted[None], measured[None])})
+    return strict_json({
+        "case": job.case,
+        "views": {"view1": job.view_ids[0], "view2": job.view_ids[1]},
+        "geometry_source": job.geometry_source,
+        "geometry": job.geometry.to_dict(),
+        "label": {"file_format": "nifti", "dtype": "uint8", "values": {"1": "coronary artery"},
+                  "grid": result.grid.to_dict(), "origin_mm": result.grid.origin_mm,
+                  "vessel_voxels": result.run["vessel_voxels"],
+                  "components": result.run["components"]},
+        "scores": {"views": views,
+                   "mean_silhouette_dice": float(np.mean([v["silhouette_dice"] for v in views])),
+                   "mean_relative_l2": float(np.mean([v["relative_l2"] for v in views]))},
+        "timings": timings,
+        "run": {key: result.run[key] for key in ("preset", "iterations", "seed", "device",
+                                                 "path", "sdfcar_version", "torch_version")},
+    })
+
+
+def _write_label(result: Result, out_dir: str | Path | None) -> str:
+    handle, name = tempfile.mkstemp(prefix="sdfcar-label-", suffix=".nii.gz",
+                                    dir=None if out_dir is None else str(out_dir))
+    os.close(handle)
+    try:
+        write_volume(name, np.asarray(result.label, np.uint8), result.grid, overwrite=True)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return name

@@ -1,0 +1,1 @@
+"""Files: images and volumes, case folders, atomic writes, the output folder."""

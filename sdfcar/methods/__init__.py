@@ -1,0 +1,1 @@
+"""Reconstruction methods, each a peer behind one interface (:mod:`sdfcar.methods.base`)."""

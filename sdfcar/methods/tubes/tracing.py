@@ -1,0 +1,324 @@
+"""Tube tracing: a coronary tree as 3D centrelines with radii, fitted to two views.
+
+Why tubes: with two views a per-voxel model cannot tell a vessel from its "ghost" pairings in
+each epipolar plane once the data carry any noise or model error
+(``docs/reconstruction-notes.md``, "The inverse crime"). A tracer carries the priors that do:
+a vessel is a round tube, continuous through crossings in either view, and the tree is one
+piece. The algorithm:
+
+1. **Local tube fit** (:func:`fit_tube`): centre (two shifts across the axis), direction and
+   radius of a 2 mm piece of cylinder, least squares (robust loss) between its analytic line
+   integrals (:mod:`sdfcar.physics.tubes`) and both views' residual images in a window.
+   *Support* per view is the scale that best maps the rendered chords onto the data (1 for
+   a vessel, 0 for background).
+2. **Following** a vessel: step ``step_mm`` along the axis, refit, stop when either view's
+   support falls under ``min_support``, the axis turns more than ``max_turn_deg``, the tube
+   leaves the volume, or it runs into an already traced vessel.
+3. **Explaining away**: a traced vessel's rendered integrals are subtracted from both views,
+   so its ghost pairings lose their support.
+4. **Branches**: probes leave every other centreline point in 96 directions; where both
+   smoothed residuals stay dark over 1-4 mm beyond the wall, a branch is followed from there
+   and joined to its parent point.
+5. **Seeds**: the best-fitting thick tubes (support near 1 in both views) on a coarse grid,
+   at least 5 mm apart. A whole tree is grown from each of the first ``seeds`` of them, and
+   the tree that leaves the least unexplained integral (sum of absolute residuals over both
+   views) wins: a ghost seed steals signal that the true vessels then miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, optimize
+from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
+
+from sdfcar.config import TubeConfig
+from sdfcar.geometry import CaseGeometry, VolumeGrid
+from sdfcar.physics.hull import noise_sigma
+from sdfcar.synthetic.phantom import Segment
+from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
+
+#: Floor of the per-view noise level used to weight residuals (mm of integral).
+MIN_NOISE_MM = 0.1
+#: Robust loss scale, in noise levels: larger residuals (other vessels) count less.
+ROBUST_SCALE = 3.0
+#: Half length of the tube piece a local fit sees (mm) and how far it may move (mm).
+FIT_HALF_LENGTH_MM = 1.0
+FIT_MAX_SHIFT_MM = 1.5
+#: Radius bounds of a fit (mm).
+RADIUS_RANGE_MM = (0.3, 3.0)
+#: A seed's support must lie in this range in both views (no overlapping vessel).
+SEED_SUPPORT = (0.85, 1.15)
+SEED_SPACING_MM = 5.0
+SEED_CANDIDATES = 40
+#: Branch probes: distances beyond the parent's wall (mm), minimum angle to its axis (deg).
+BRANCH_PROBES_MM = (0.8, 1.6, 2.4, 3.2)
+BRANCH_MIN_ANGLE_DEG = 25.0
+BRANCH_START_MM = 1.2
+BRANCH_START_RADIUS_MM = 0.8
+
+
+@dataclass(frozen=True)
+class TubeFit:
+    """A fitted tube piece: centre and unit axis (LPS mm), radius (mm), per-view support
+    and the worst view's relative misfit ``|y - rendered|^2 / |y|^2``."""
+
+    centre: np.ndarray
+    axis: np.ndarray
+    radius: float
+    support: tuple[float, ...]
+    misfit: float
+
+
+@dataclass
+class TracedTree:
+    """The traced vessels (the first is the seed's; a branch names its parent) and what they
+    leave unexplained in the views (sum of |residual|, mm * px)."""
+
+    vessels: list[Segment]
+    unexplained: float
+    seeds_tried: int
+
+
+class _ViewData:
+    """One view's rays, its measured integrals and what traced vessels leave of them."""
+
+    def __init__(self, detector: DetectorRays, image: np.ndarray) -> None:
+        self.detector = detector
+        self.image = np.asarray(image, dtype=np.float64)
+        self.noise = max(noise_sigma(self.image), MIN_NOISE_MM)
+        self.reset()
+
+    def reset(self) -> None:
+        self.residual = self.image.copy()
+        self.smoothed = ndimage.gaussian_filter(self.residual, 1.0)
+
+    def subtract(self, rendered: np.ndarray) -> None:
+        self.residual -= rendered
+        self.smoothed = ndimage.gaussian_filter(self.residual, 1.0)
+
+    def sample_smoothed(self, points: np.ndarray) -> np.ndarray:
+        """Smoothed residual (bilinear) at the projections of ``points`` (N, 3)."""
+        coords = self.detector.project(points).T
+        return ndimage.map_coordinates(self.smoothed, coords, order=1, mode="constant")
+
+
+def _perpendicular_basis(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    first = np.cross(axis, helper)
+    first /= np.linalg.norm(first)
+    return first, np.cross(axis, first)
+
+
+def fit_tube(views: Sequence[_ViewData], centre: np.ndarray, axis: np.ndarray,
+             radius: float) -> TubeFit | None:
+    """Fit a tube piece near (centre, axis, radius) to the views' residuals; None when the
+    piece does not project onto both detectors."""
+    reach = radius + max(1.0, radius)
+    windows = []
+    for view in views:
+        window = view.detector.window(centre, axis, FIT_HALF_LENGTH_MM, reach)
+        if window is None:
+            return None
+        windows.append((view, window, view.residual[window.rows, window.cols]))
+    first, second = _perpendicular_basis(axis)
+
+    def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        direction = axis + z[2] * first + z[3] * second
+        return (centre + z[0] * first + z[1] * second,
+                direction / np.linalg.norm(direction), float(np.exp(z[4])))
+
+    def residuals(z: np.ndarray) -> np.ndarray:
+        c, a, r = unpack(z)
+        return np.concatenate([
+            (measured - cylinder_chords(view.detector.source, window.rays, c, a, r)) / view.noise
+            for view, window, measured in windows])
+
+    low_r, high_r = np.log(RADIUS_RANGE_MM)
+    start = np.array([0.0, 0.0, 0.0, 0.0, np.clip(np.log(radius), low_r + 1e-6, high_r - 1e-6)])
+    bounds = ([-FIT_MAX_SHIFT_MM] * 2 + [-0.6] * 2 + [low_r],
+              [FIT_MAX_SHIFT_MM] * 2 + [0.6] * 2 + [high_r])
+    solution = optimize.least_squares(residuals, start, bounds=bounds, loss="soft_l1",
+                                      f_scale=ROBUST_SCALE, diff_step=1e-3, max_nfev=60)
+    c, a, r = unpack(solution.x)
+    support, misfit = [], []
+    for view, window, measured in windows:
+        chords = cylinder_chords(view.detector.source, window.rays, c, a, r)
+        energy = float(chords @ chords)
+        support.append(float(measured @ chords) / energy if energy > 0 else 0.0)
+        misfit.append(float(np.sum((measured - chords) ** 2) / max(measured @ measured, 1e-12)))
+    return TubeFit(c, a, r, tuple(support), max(misfit))
+
+
+def _fibonacci_sphere(count: int) -> np.ndarray:
+    """``count`` nearly evenly spread unit vectors."""
+    index = np.arange(count) + 0.5
+    polar = np.arccos(1.0 - 2.0 * index / count)
+    azimuth = np.pi * (1.0 + 5.0 ** 0.5) * index
+    return np.stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar),
+                     np.cos(polar)], axis=1)
+
+
+class _Tracer:
+    """Grows one tree from a seed, explaining the views away as it goes."""
+
+    def __init__(self, views: Sequence[_ViewData], grid: VolumeGrid, config: TubeConfig
+                 ) -> None:
+        self.views = views
+        self.grid = grid
+        self.config = config
+        self.cos_turn = float(np.cos(np.radians(config.max_turn_deg)))
+        self.vessels: list[Segment] = []
+        self._points = np.empty((0, 3))
+        self._radii = np.empty(0)
+        self._index: cKDTree | None = None
+
+    def inside_volume(self, point: np.ndarray) -> bool:
+        index = self.grid.lps_to_index(point[None])[0]
+        return bool(np.all(index >= 0) and np.all(index <= np.array(self.grid.shape) - 1))
+
+    def inside_traced(self, point: np.ndarray) -> bool:
+        """Whether ``point`` lies inside an already traced vessel."""
+        if self._index is None:
+            return False
+        near = self._index.query_ball_point(point, float(self._radii.max()))
+        return bool(near) and bool(np.any(
+            np.linalg.norm(self._points[near] - point, axis=1) < self._radii[near]))
+
+    def acceptable(self, fit: TubeFit | None, heading: np.ndarray) -> bool:
+        return (fit is not None and min(fit.support) >= self.config.min_support
+                and abs(float(fit.axis @ heading)) >= self.cos_turn
+                and self.inside_volume(fit.centre))
+
+    def follow(self, centre: np.ndarray, heading: np.ndarray, radius: float
+               ) -> list[tuple[np.ndarray, float]]:
+        """Points and radii from ``centre`` (excluded) along ``heading`` until the tube ends."""
+        path: list[tuple[np.ndarray, float]] = []
+        for _ in range(self.config.max_steps):
+            fit = fit_tube(self.views, centre + self.config.step_mm * heading, heading, radius)
+            if not self.acceptable(fit, heading):
+                break
+            # The radius may change by a fifth per step: a crossing vessel does not inflate it.
+            radius = float(np.clip(fit.radius, 0.8 * radius, 1.25 * radius))
+            path.append((fit.centre, radius))
+            if self.inside_traced(fit.centre):
+                break  # joined a traced vessel
+            heading = fit.axis if fit.axis @ heading > 0 else -fit.axis
+            centre = fit.centre
+        return path
+
+    def add(self, path: list[tuple[np.ndarray, float]], parent: Segment | None = None
+            ) -> Segment:
+        vessel = Segment(f"vessel{len(self.vessels)}", np.array([p for p, _ in path]),
+                         np.array([r for _, r in path]), parent.name if parent else None)
+        for view in self.views:
+            view.subtract(render_chain(view.detector, vessel.points, vessel.radii))
+        self.vessels.append(vessel)
+        self._points = np.concatenate([self._points, vessel.points])
+        self._radii = np.concatenate([self._radii, vessel.radii])
+        self._index = cKDTree(self._points)
+        return vessel
+
+    def grow(self, seed: TubeFit) -> None:
+        """Trace the seed's vessel both ways, then branches of every traced vessel."""
+        backward = self.follow(seed.centre, -seed.axis, seed.radius)
+        forward = self.follow(seed.centre, seed.axis, seed.radius)
+        self.add(backward[::-1] + [(seed.centre, seed.radius)] + forward)
+        directions = _fibonacci_sphere(96)
+        queue = [self.vessels[0]]
+        while queue:
+            parent = queue.pop(0)
+            for index, direction in self.branch_candidates(parent, directions):
+                branch = self.branch(parent, index, direction)
+                if branch is not None:
+                    queue.append(self.add(branch, parent))
+
+    def branch_candidates(self, vessel: Segment, directions: np.ndarray
+                          ) -> list[tuple[int, np.ndarray]]:
+        """(point index, direction) pairs where both residual views stay dark beyond the
+        wall, darkest first."""
+        probes = np.asarray(BRANCH_PROBES_MM)
+        max_cos = np.cos(np.radians(BRANCH_MIN_ANGLE_DEG))
+        found = []
+        for index in range(0, len(vessel.points), 2):
+            point, radius = vessel.points[index], vessel.radii[index]
+            axis = vessel.points[min(index + 1, len(vessel.points) - 1)] \
+                - vessel.points[max(index - 1, 0)]
+            axis = axis / max(np.linalg.norm(axis), 1e-9)
+            for direction in directions[np.abs(directions @ axis) <= max_cos]:
+                samples = point + (radius + probes)[:, None] * direction
+                darkness = min(float(v.sample_smoothed(samples).mean()) for v in self.views)
+                if darkness >= self.config.branch_threshold_mm:
+                    found.append((darkness, index, direction))
+        found.sort(key=lambda item: -item[0])
+        return [(index, direction) for _, index, direction in found]
+
+    def branch(self, parent: Segment, index: int, direction: np.ndarray
+               ) -> list[tuple[np.ndarray, float]] | None:
+        """A branch leaving ``parent`` at point ``index`` along ``direction``, joined to
+        that point, or None when it does not hold for ``min_branch_steps`` steps."""
+        start = parent.points[index] + (parent.radii[index] + BRANCH_START_MM) * direction
+        if self.inside_traced(start):
+            return None
+        fit = fit_tube(self.views, start, direction, BRANCH_START_RADIUS_MM)
+        if not self.acceptable(fit, direction):
+            return None
+        heading = fit.axis if fit.axis @ direction > 0 else -fit.axis
+        path = self.follow(fit.centre, heading, fit.radius)
+        if len(path) < self.config.min_branch_steps:
+            return None
+        return [(parent.points[index], fit.radius), (fit.centre, fit.radius)] + path
+
+
+def find_seeds(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -> list[TubeFit]:
+    """Up to ``count`` seed tubes, best fitting first: at the darkest points (in both views)
+    of every other voxel centre, the direction out of 13 that fits best, kept when both
+    supports lie in :data:`SEED_SUPPORT`, and at least :data:`SEED_SPACING_MM` apart."""
+    centres = grid.voxel_centers()[::2, ::2, ::2].reshape(-1, 3)
+    darkness = np.min([view.sample_smoothed(centres) for view in views], axis=0)
+    directions = _fibonacci_sphere(26)
+    directions = directions[directions[:, 2] >= 0]
+    fits = []
+    for point_index in np.argsort(-darkness)[:SEED_CANDIDATES]:
+        radius = max(0.5, float(darkness[point_index]) / 2.5)
+        candidates = [fit_tube(views, centres[point_index], d, radius) for d in directions]
+        candidates = [f for f in candidates if f is not None
+                      and all(SEED_SUPPORT[0] <= s <= SEED_SUPPORT[1] for s in f.support)]
+        if candidates:
+            fits.append(min(candidates, key=lambda f: f.misfit))
+    fits.sort(key=lambda f: f.misfit)
+    seeds: list[TubeFit] = []
+    for fit in fits:
+        if all(np.linalg.norm(fit.centre - s.centre) > SEED_SPACING_MM for s in seeds):
+            seeds.append(fit)
+    return seeds[:count]
+
+
+SeedCallback = Callable[[int, int, float], None]
+"""Called after each seed's tree with (seeds done, seeds in all, its unexplained integral)."""
+
+
+def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, config: TubeConfig,
+               progress: bool = False, on_seed: SeedCallback | None = None) -> TracedTree:
+    """Trace the vessel tree in two line-integral views (mm); see the module docstring."""
+    views = [_ViewData(DetectorRays(view), image)
+             for view, image in zip(geometry.views, images)]
+    seeds = find_seeds(views, geometry.volume, config.seeds)
+    best: TracedTree | None = None
+    bar = tqdm(seeds, desc="sdfcar tubes", unit="seed", disable=not progress,
+               dynamic_ncols=True)
+    for done, seed in enumerate(bar, start=1):
+        for view in views:
+            view.reset()
+        tracer = _Tracer(views, geometry.volume, config)
+        tracer.grow(seed)
+        unexplained = float(sum(np.abs(view.residual).sum() for view in views))
+        if best is None or unexplained < best.unexplained:
+            best = TracedTree(tracer.vessels, unexplained, len(seeds))
+        bar.set_postfix(vessels=len(tracer.vessels), unexplained=f"{unexplained:.4g}")
+        if on_seed is not None:
+            on_seed(done, len(seeds), unexplained)
+    return best if best is not None else TracedTree([], float("nan"), 0)

@@ -1,0 +1,1 @@
+"""One pipeline for every front end: inputs -> method -> post-processing -> outputs."""

@@ -1,0 +1,1 @@
+"""Synthetic data: coronary phantoms, simulated views, synthetic XA runs (tests, demo, benchmarks)."""
