@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
-from sdfcar.synthetic.phantom import CoronaryTree, Segment, generate_tree, label_volume, rasterize
+from sdfcar.geometry.tubes import Segment
+from sdfcar.synthetic.phantom import CoronaryTree, generate_tree, label_volume, rasterize
 
 KINDS = ("lca", "rca")
 SEEDS = (0, 1, 2, 3, 7)

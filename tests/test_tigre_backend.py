@@ -117,7 +117,12 @@ def _fake_operator(geo: types.SimpleNamespace, angles: np.ndarray) -> ConeBeamPr
     params = TigreParams(**fields, angles=angles[0].astype(float), volume_flip=(),
                          volume_order=(0, 1, 2))
     source, pixels = tigre_source_and_pixels(params)
-    view = types.SimpleNamespace(source=source, pixel_centers=lambda: pixels,
+
+    def ray_directions(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        rays = pixels[rows, cols] - source
+        return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+    view = types.SimpleNamespace(source=source, ray_directions=ray_directions,
                                  detector_shape=tuple(int(n) for n in geo.nDetector))
     centre = tigre_voxel_centres(params, (params.nVoxel - 1) / 2.0)
     direction = LPS_TO_TIGRE.T[:, [2, 1, 0]]  # image axes (z, y, x) in LPS

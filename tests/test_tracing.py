@@ -7,7 +7,7 @@ from sdfcar.config import build_config
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.metrics import dice
-from sdfcar.synthetic.phantom import Segment, rasterize_segments
+from sdfcar.geometry.tubes import Segment, rasterize_segments
 from sdfcar.pipeline.reconstruct import reconstruct
 from sdfcar.synthetic.simulate import project_label
 from sdfcar.methods.tubes.tracing import _ViewData, fit_tube

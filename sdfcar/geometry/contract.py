@@ -267,21 +267,27 @@ class ViewGeometry:
         """Unit vector from the source to the detector centre."""
         return self.rotation @ np.array([0.0, -1.0, 0.0])
 
-    def pixel_centers(self, rows: np.ndarray | None = None, cols: np.ndarray | None = None
-                      ) -> np.ndarray:
-        """LPS positions of pixel centres, shape ``(rows, cols, 3)`` (all pixels by default)."""
+    def pixel_points(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """LPS positions ``(N, 3)`` of the detector points ``(rows[n], cols[n])`` (pixel
+        indices, fractional allowed; integers are pixel centres)."""
         n_rows, n_cols = self.detector_shape
         dr, dc = self.detector_spacing_mm
         off_r, off_c = self.detector_offset_mm
-        r = np.arange(n_rows, dtype=float) if rows is None else np.asarray(rows, float)
-        c = np.arange(n_cols, dtype=float) if cols is None else np.asarray(cols, float)
-        a_v = (r - (n_rows - 1) / 2.0) * dr + off_r
-        a_u = (c - (n_cols - 1) / 2.0) * dc + off_c
-        return (
-            self.detector_center
-            + a_v[:, None, None] * self.row_direction
-            + a_u[None, :, None] * self.column_direction
-        )
+        a_v = (np.asarray(rows, float) - (n_rows - 1) / 2.0) * dr + off_r
+        a_u = (np.asarray(cols, float) - (n_cols - 1) / 2.0) * dc + off_c
+        return (self.detector_center + a_v[:, None] * self.row_direction
+                + a_u[:, None] * self.column_direction)
+
+    def pixel_centers(self) -> np.ndarray:
+        """LPS positions of every pixel centre, shape ``(rows, cols, 3)``."""
+        rows, cols = np.indices(self.detector_shape)
+        return self.pixel_points(rows.ravel(), cols.ravel()).reshape(*self.detector_shape, 3)
+
+    def ray_directions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Unit directions ``(N, 3)`` from the source through the detector points
+        ``(rows[n], cols[n])``: the one ray model of the projector and the tube integrals."""
+        rays = self.pixel_points(rows, cols) - self.source
+        return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
     @property
     def projection_matrix(self) -> np.ndarray:

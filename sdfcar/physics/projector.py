@@ -42,10 +42,8 @@ class ViewRays:
     def build(cls, view: ViewGeometry, grid: VolumeGrid, device: torch.device) -> ViewRays:
         """Trace every pixel centre of ``view`` back to its source, in ``grid`` indices."""
         to_index = np.linalg.inv(grid.index_to_lps)
-        pixels = view.pixel_centers().reshape(-1, 3)
-        unit = pixels - view.source
-        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-        directions = unit @ to_index.T
+        rows, cols = np.indices(view.detector_shape)
+        directions = view.ray_directions(rows.ravel(), cols.ravel()) @ to_index.T
         axis = np.argmax(np.abs(directions), axis=1)
         step = 1.0 / np.abs(directions[np.arange(len(axis)), axis])
         source = grid.lps_to_index(view.source)

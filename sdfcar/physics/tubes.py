@@ -36,23 +36,14 @@ class DetectorRays:
         self.view = view
         self.shape = tuple(view.detector_shape)
         self.source = view.source
-        n_rows, n_cols = self.shape
-        self._spacing = np.asarray(view.detector_spacing_mm, dtype=float)
-        self._start = (np.asarray(view.detector_offset_mm, dtype=float)
-                       - (np.array([n_rows, n_cols]) - 1) / 2.0 * self._spacing)
+        spacing = min(view.detector_spacing_mm)
         #: Pixel size at the isocenter (mm), the scale of a tube's image.
         self.pixel_mm_at_isocenter = float(
-            self._spacing.min() * view.source_to_isocenter_mm / view.source_to_detector_mm)
+            spacing * view.source_to_isocenter_mm / view.source_to_detector_mm)
 
     def directions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Unit ray directions ``(N, 3)`` through the centres of pixels ``(rows, cols)``."""
-        view = self.view
-        along_rows = rows * self._spacing[0] + self._start[0]
-        along_cols = cols * self._spacing[1] + self._start[1]
-        centres = (view.detector_center + along_rows[:, None] * view.row_direction
-                   + along_cols[:, None] * view.column_direction)
-        rays = centres - self.source
-        return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+        return self.view.ray_directions(rows, cols)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Detector coordinates ``(..., 2)`` as (row, col) of LPS points ``(..., 3)``."""

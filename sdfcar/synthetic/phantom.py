@@ -20,7 +20,6 @@ default 102.4 mm field, shrunk slightly (a few per cent, for some RCA seeds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,22 +27,12 @@ from scipy.interpolate import CubicSpline
 
 from sdfcar.errors import fail
 from sdfcar.geometry import VolumeGrid
+from sdfcar.geometry.tubes import Segment, rasterize_segments
 
 KINDS = ("lca", "rca")
 STEP_MM = 0.4  # centerline sample spacing
 DENSE_MM = 0.05  # spacing of the dense curve that is resampled to STEP_MM
 FIT_MM = 43.0  # centerlines stay within this of the origin (+ radius <= 2: 45 mm)
-CORNERS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], dtype=float)
-
-
-@dataclass
-class Segment:
-    """One vessel: centerline samples, their radii and the name of the parent vessel."""
-
-    name: str
-    points: np.ndarray  # (N, 3) LPS mm
-    radii: np.ndarray  # (N,) mm
-    parent: str | None
 
 
 @dataclass
@@ -257,46 +246,10 @@ def generate_tree(kind: str, seed: int) -> CoronaryTree:
 # ----------------------------------------------------------------------------- rasterisation
 
 
-def _inside(segments: Sequence[Segment], grid: VolumeGrid) -> np.ndarray:
-    """Boolean mask of voxel centres inside the union of the tapered capsules."""
-    mask = np.zeros(grid.shape, dtype=bool)
-    to_lps, origin, shape = grid.index_to_lps, grid.origin_mm, np.array(grid.shape)
-    for seg in segments:
-        a, b, ra, rb = seg.points[:-1], seg.points[1:], seg.radii[:-1], seg.radii[1:]
-        reach = np.maximum(ra, rb)[:, None]
-        lo, hi = np.minimum(a, b) - reach, np.maximum(a, b) + reach
-        corners = grid.lps_to_index(lo[:, None] + CORNERS * (hi - lo)[:, None])
-        first = np.maximum(np.ceil(corners.min(axis=1)), 0).astype(int)
-        last = np.minimum(np.floor(corners.max(axis=1)) + 1, shape).astype(int)
-        for n in np.flatnonzero(np.all(last > first, axis=1)):
-            axes = np.ix_(*(np.arange(first[n, d], last[n, d]) for d in range(3)))
-            rel = origin - a[n] + sum(axes[d][..., None] * to_lps[:, d] for d in range(3))
-            ab = b[n] - a[n]
-            t = np.clip(rel @ ab / (ab @ ab), 0.0, 1.0)
-            dist2 = np.sum((rel - t[..., None] * ab) ** 2, axis=-1)
-            box = tuple(slice(first[n, d], last[n, d]) for d in range(3))
-            mask[box] |= dist2 <= (ra[n] + t * (rb[n] - ra[n])) ** 2
-    return mask
-
-
 def rasterize(tree: CoronaryTree, grid: VolumeGrid, supersample: int = 1) -> np.ndarray:
     """Occupancy in [0, 1] (float32, ``grid.shape``, index order i, j, k): the fraction of
     ``supersample^3`` sub-points per voxel that lie inside a vessel of ``tree``."""
     return rasterize_segments(tree.segments, grid, supersample)
-
-
-def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersample: int = 1
-                       ) -> np.ndarray:
-    """:func:`rasterize` for any vessels given as centreline points and radii."""
-    if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
-            or supersample < 1:
-        raise fail("supersample", f"expected an integer >= 1, got {supersample!r}")
-    s = int(supersample)
-    fine = VolumeGrid(tuple(n * s for n in grid.shape), tuple(h / s for h in grid.spacing_mm),
-                      grid.center_mm, grid.direction)
-    n = grid.shape
-    mask = _inside(segments, fine).reshape(n[0], s, n[1], s, n[2], s)
-    return mask.mean(axis=(1, 3, 5), dtype=np.float32)
 
 
 def label_volume(kind: str, seed: int, grid: VolumeGrid) -> np.ndarray:

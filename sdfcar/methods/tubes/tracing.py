@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from sdfcar.config import TubeConfig
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.physics.hull import noise_sigma
-from sdfcar.synthetic.phantom import Segment
+from sdfcar.geometry.tubes import Segment
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
 #: Floor of the per-view noise level used to weight residuals (mm of integral).

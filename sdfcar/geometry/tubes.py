@@ -1,0 +1,67 @@
+"""A vessel as a tube: centreline samples with radii, and its voxelisation on a grid.
+
+The data model shared by the phantom generator (:mod:`sdfcar.synthetic.phantom`) and the tube
+methods (:mod:`sdfcar.methods.tubes`): a vessel is the union of tapered capsules between
+consecutive centreline samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdfcar.errors import fail
+from sdfcar.geometry.contract import VolumeGrid
+
+CORNERS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], dtype=float)
+
+
+@dataclass
+class Segment:
+    """One vessel: centerline samples, their radii and the name of the parent vessel."""
+
+    name: str
+    points: np.ndarray  # (N, 3) LPS mm
+    radii: np.ndarray  # (N,) mm
+    parent: str | None
+
+
+
+def _inside(segments: Sequence[Segment], grid: VolumeGrid) -> np.ndarray:
+    """Boolean mask of voxel centres inside the union of the tapered capsules."""
+    mask = np.zeros(grid.shape, dtype=bool)
+    to_lps, origin, shape = grid.index_to_lps, grid.origin_mm, np.array(grid.shape)
+    for seg in segments:
+        a, b, ra, rb = seg.points[:-1], seg.points[1:], seg.radii[:-1], seg.radii[1:]
+        reach = np.maximum(ra, rb)[:, None]
+        lo, hi = np.minimum(a, b) - reach, np.maximum(a, b) + reach
+        corners = grid.lps_to_index(lo[:, None] + CORNERS * (hi - lo)[:, None])
+        first = np.maximum(np.ceil(corners.min(axis=1)), 0).astype(int)
+        last = np.minimum(np.floor(corners.max(axis=1)) + 1, shape).astype(int)
+        for n in np.flatnonzero(np.all(last > first, axis=1)):
+            axes = np.ix_(*(np.arange(first[n, d], last[n, d]) for d in range(3)))
+            rel = origin - a[n] + sum(axes[d][..., None] * to_lps[:, d] for d in range(3))
+            ab = b[n] - a[n]
+            t = np.clip(rel @ ab / (ab @ ab), 0.0, 1.0)
+            dist2 = np.sum((rel - t[..., None] * ab) ** 2, axis=-1)
+            box = tuple(slice(first[n, d], last[n, d]) for d in range(3))
+            mask[box] |= dist2 <= (ra[n] + t * (rb[n] - ra[n])) ** 2
+    return mask
+
+
+def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersample: int = 1
+                       ) -> np.ndarray:
+    """Occupancy in [0, 1] (float32, ``grid.shape``, index order i, j, k): the fraction of
+    ``supersample^3`` sub-points per voxel that lie inside one of the tapered capsules
+    between consecutive centreline points of ``segments``."""
+    if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
+            or supersample < 1:
+        raise fail("supersample", f"expected an integer >= 1, got {supersample!r}")
+    s = int(supersample)
+    fine = VolumeGrid(tuple(n * s for n in grid.shape), tuple(h / s for h in grid.spacing_mm),
+                      grid.center_mm, grid.direction)
+    n = grid.shape
+    mask = _inside(segments, fine).reshape(n[0], s, n[1], s, n[2], s)
+    return mask.mean(axis=(1, 3, 5), dtype=np.float32)
