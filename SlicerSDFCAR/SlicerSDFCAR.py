@@ -286,7 +286,7 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onProgress(self, progress: Progress) -> None:
         self.ui.progressBar.value = progress.percent
-        self.setStatus(f"Iteration {progress.done}/{progress.total}, loss {progress.loss:.4g}")
+        self.setStatus(progress.describe().capitalize())
 
     def onLog(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)

@@ -31,7 +31,7 @@ from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, ViewGeometry
 from sdfcar.metrics import evaluate
 from sdfcar.io.outputs import strict_json
 from sdfcar.synthetic.phantom import label_volume
-from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import NoiseModel, simulate_case
 
 PHANTOMS = (("lca", 0), ("lca", 1), ("lca", 2), ("rca", 0), ("rca", 1), ("rca", 2))
@@ -85,7 +85,7 @@ def quality_cells() -> list[Cell]:
                       note="sdfcar-paper ran 2 iterations to measure its seconds per "
                            "iteration (dense: the full grid every iteration); no scores"))
     cells += [Cell("quality", kind, seed, "default", noise=0.05) for kind, seed in PHANTOMS]
-    cells += [Cell("quality", kind, seed, "neca", iterations=100, overrides=("fast_path=on",),
+    cells += [Cell("quality", kind, seed, "neca", iterations=100, overrides=("hull.mode=on",),
                    note="neca ran 100 iterations inside the visual hull (its dense 5000 "
                         "iterations take days on 2 CPU cores): its model and loss at our "
                         "compute budget, not a converged NeCA")
@@ -142,21 +142,26 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
         views[1], primary_angle_deg=views[1].primary_angle_deg + cell.rotation_error_deg))
     config = build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
                           device="auto")
-    result = reconstruct(case.views, CaseGeometry(fit_views, grid), config, progress=False)
+    result = reconstruct(case.views, CaseGeometry(fit_views, grid), config)
     scores = evaluate(result.label > 0, label > 0, grid, grid)
-    preset_iterations = build_config(cell.preset).iterations
+    record_ = result.record
+    statistics = record_.statistics[config.method]
+    iterations = getattr(config.settings_of(config.method), "iterations", None)
+    preset_iterations = getattr(build_config(cell.preset).settings_of(config.method),
+                                "iterations", None)
+    per_iteration = statistics.get("seconds_per_iteration", 0.0)
+    missing = (preset_iterations or 0) - (iterations or 0)
     record = {
         "cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
         "seconds_total": round(time.perf_counter() - started, 2),
-        "seconds_reconstruct": result.run["seconds_reconstruct"],
-        "seconds_per_iteration": result.run["seconds_per_iteration"],
-        "iterations": config.iterations, "preset_iterations": preset_iterations,
-        "seconds_to_solution": round(result.run["seconds_reconstruct"]
-                                     + result.run["seconds_per_iteration"]
-                                     * (preset_iterations - config.iterations), 2),
-        "extrapolated": config.iterations != preset_iterations,
-        "path": result.run["path"], "device": result.run["device"],
-        "components_before_postprocess": result.run["components_before_postprocess"],
+        "seconds_reconstruct": record_.seconds["reconstruct"],
+        "seconds_per_iteration": per_iteration,
+        "iterations": iterations, "preset_iterations": preset_iterations,
+        "seconds_to_solution": round(record_.seconds["reconstruct"] + per_iteration * missing,
+                                     2),
+        "extrapolated": iterations != preset_iterations,
+        "path": statistics.get("sampling", config.method), "device": record_.device,
+        "components_before_postprocess": record_.components_before_postprocess,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": machine_description(), "date": date.today().isoformat(),
         "commit": git_commit(), "sdfcar_version": __version__,

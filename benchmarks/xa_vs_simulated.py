@@ -35,7 +35,7 @@ from sdfcar.device import resolve_device
 from sdfcar.geometry import VolumeGrid
 from sdfcar.metrics import evaluate
 from sdfcar.synthetic.phantom import label_volume
-from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import project_label
 from sdfcar.xa import prepare_xa_pair
 from sdfcar.synthetic.xa import CineOptions, phantom_pair, write_pair
@@ -61,12 +61,11 @@ def run_case(kind: str, seed: int, detector: int, volume: VolumeGrid, frames: in
     rows = []
     for config in configs:
         started = time.perf_counter()
-        result = reconstruct(integrals, geometry, config, progress=False)
+        result = reconstruct(integrals, geometry, config)
         rows.append(_row(kind, seed, config.preset, "simulated integrals", result, label,
                          volume, started, ""))
         started = time.perf_counter() - prepare_seconds
-        result = reconstruct(pair.case.views, pair.case.geometry, config, progress=False,
-                             masks=pair.masks)
+        result = reconstruct(pair.case.views, pair.case.geometry, config, masks=pair.masks)
         rows.append(_row(kind, seed, config.preset, "XA DICOM", result, label, volume, started,
                          frames_used))
     return rows
@@ -76,7 +75,7 @@ def _row(kind, seed, preset, path, result, label, volume, started, frames) -> di
     scores = evaluate(result.label > 0, label > 0, result.grid, volume)
     return {"case": f"{kind}{seed}", "preset": preset, "path": path, "dice": scores["dice"],
             "cldice": scores["cldice"], "ot_1mm": scores["ot_1mm"],
-            "components": result.run["components"], "target": result.run["target"],
+            "components": result.record.components, "target": result.record.target,
             "seconds": time.perf_counter() - started, "frames": frames}
 
 

@@ -1,4 +1,14 @@
-"""Reconstruction settings: typed config, JSON presets and ``key=value`` overrides."""
+"""Reconstruction settings: one typed config, JSON presets and ``key=value`` overrides.
+
+The config holds the settings every method shares (what the views are, silhouettes, the
+visual hull, one tree, seed, device) and one typed section per method, next to the method's
+code: ``voxel`` (:class:`~sdfcar.methods.voxel.VoxelSettings`), ``field``
+(:class:`~sdfcar.methods.field.method.FieldSettings`) and ``tubes``
+(:class:`~sdfcar.methods.tubes.tracing.TubeSettings`). ``method`` names the method that
+runs and ``prior`` the one whose result it starts from or is pulled towards (``none``).
+A preset is a JSON file of such settings. Bad settings raise a one-line
+:class:`~sdfcar.errors.InputError` naming the key.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +16,52 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
-from sdfcar.pipeline.connect import MODES as CONNECTIVITY_MODES
 from sdfcar.errors import fail
-from sdfcar.methods.field.network import FieldConfig
+from sdfcar.methods.catalogue import METHODS
+from sdfcar.methods.field.method import FieldSettings
+from sdfcar.methods.tubes.tracing import TubeSettings
+from sdfcar.methods.voxel import VoxelSettings
+from sdfcar.pipeline.connect import MODES as CONNECTIVITY_MODES
 
-PRESETS = ("default", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("default", "voxel", "neca", "sdfcar-paper", "tubes")
 #: Target modes (``target``): what the views hold.
 TARGETS = ("auto", "integral", "mask")
-#: Reconstruction methods (``method``): a neural field pulled by a voxel prior, or traced tubes.
-METHODS = ("field", "tubes")
+#: Methods (``method``, ``prior``) and the priors each accepts.
+METHOD_PRIORS = {name: cls.priors for name, cls in METHODS.items()}
 
 
 @dataclass(frozen=True)
-class TubeConfig:
-    """Settings of the tube tracer (``method = "tubes"``, :mod:`sdfcar.methods.tubes.tracing`)."""
+class SilhouetteSettings:
+    """How vessel silhouettes are found in line-integral views and rendered in mask mode."""
 
-    #: Trees grown from this many seed tubes; the one leaving the least unexplained wins.
-    seeds: int = 6
-    #: Step along a vessel between fits (mm).
-    step_mm: float = 0.8
-    #: A vessel ends where either view's support (fitted scale of its integrals) drops below.
-    min_support: float = 0.5
-    #: ... or where its axis turns by more than this between steps (degrees).
-    max_turn_deg: float = 40.0
-    max_steps: int = 400
-    #: A branch is tried where both smoothed residual views exceed this beyond the wall (mm).
-    branch_threshold_mm: float = 0.5
-    #: ... and kept when it can be followed this many steps.
-    min_branch_steps: int = 4
+    #: A pixel is vessel when its line integral exceeds this (mm) ...
+    threshold_mm: float = 0.05
+    #: ... or, in a noisy view, this many noise standard deviations after smoothing.
+    noise_sigmas: float = 4.0
+    #: Sharpness of the rendered silhouette ``1 - exp(-k p)`` in mask mode (1/mm): a 1 mm
+    #: chord renders 0.98, a 0.25 mm one (simulate --mask's threshold) 0.63; 0.5 at 0.17 mm.
+    k: float = 4.0
+
+    POSITIVE: ClassVar[tuple[str, ...]] = ("threshold_mm", "noise_sigmas", "k")
 
 
 @dataclass(frozen=True)
-class LossWeights:
-    """Weights of the loss terms (0 disables a term)."""
+class HullSettings:
+    """The two-view visual hull that restricts the voxel and field methods' unknowns."""
 
-    projection: float = 1.0
-    sdf2d: float = 0.0
-    eikonal: float = 0.0
-    #: Pull of the field's occupancy towards the voxel prior (fast path, prior_iterations > 0).
-    prior: float = 0.0
+    #: "auto" (use it unless unsafe), "on" (fail if unsafe), "off" (every voxel, dense).
+    mode: str = "auto"
+    #: Silhouettes are dilated by this many pixels before the hull is carved.
+    margin_px: int = 2
+    #: Background rays kept around the silhouettes (pixels) so the fit sees their zeros.
+    ray_margin_px: int = 6
+    #: A hull larger than this fraction of the grid is treated as unsafe (noisy targets).
+    max_fraction: float = 0.25
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mode": ("auto", "on", "off")}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("max_fraction",)
 
 
 @dataclass(frozen=True)
@@ -54,53 +69,32 @@ class ReconstructionConfig:
     """Everything that defines a reconstruction run; presets fill it, the CLI overrides it."""
 
     preset: str = "default"
-    #: "field": neural field pulled by a voxel prior; "tubes": traced centrelines and radii
-    #: (only ``tubes``, ``target`` and ``device`` apply; the field settings are ignored).
+    #: The method that runs (see :data:`METHOD_PRIORS`) ...
     method: str = "field"
-    tubes: TubeConfig = dataclasses.field(default_factory=TubeConfig)
-    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
-    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
-    #: Occupancy sharpness: occupancy = sigmoid(-alpha * sdf), alpha in 1/mm.
-    alpha: float = 4.0
-    #: What the views are: "integral" (line integrals, mm; projection MSE), "mask" (binary
-    #: silhouettes; the rendered 1 - exp(-silhouette_k p) is fitted by BCE), or "auto"
-    #: ("mask" when every view holds only 0 and 1, else "integral").
+    #: ... and the method whose result it is pulled towards ("none": no prior).
+    prior: str = "none"
+    #: What the views are: "integral" (line integrals, mm), "mask" (binary silhouettes), or
+    #: "auto" ("mask" when every view holds only 0 and 1, else "integral").
     target: str = "auto"
-    #: Sharpness of the rendered silhouette in mask mode (1/mm): a 1 mm chord of vessel
-    #: renders 0.98, a 0.25 mm one (simulate --mask's threshold) 0.63; 0.5 at 0.17 mm.
-    silhouette_k: float = 4.0
-    #: 2D-SDF term: "boundary" (differentiable) or "thresholded" (the seed's, no gradient).
-    sdf2d_mode: str = "boundary"
-    iterations: int = 300
-    #: Voxel prior (fast path only): iterations of box-constrained least squares of per-voxel
-    #: occupancy inside the hull before the field is fitted (0: no prior), and its step scale.
-    prior_iterations: int = 0
-    prior_relaxation: float = 1.5
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    #: Learning rate of the hash-grid tables (None: same as ``lr``).
-    lr_encoding: float | None = None
-    weight_decay: float = 0.0
-    #: Visual-hull fast path: "auto" (use it unless unsafe), "on" (fail if unsafe), "off".
-    fast_path: str = "auto"
-    #: A pixel is vessel in a view when its line integral exceeds this (mm) ...
-    silhouette_threshold_mm: float = 0.05
-    #: ... or, in a noisy view, this many noise standard deviations after smoothing.
-    silhouette_noise_sigmas: float = 4.0
-    hull_margin_px: int = 2
-    #: Background rays kept around the silhouettes (pixels) so the fit sees their zeros.
-    ray_margin_px: int = 6
-    #: Hull larger than this fraction of the grid is treated as unsafe (noisy targets).
-    max_hull_fraction: float = 0.25
+    silhouette: SilhouetteSettings = dataclasses.field(default_factory=SilhouetteSettings)
+    hull: HullSettings = dataclasses.field(default_factory=HullSettings)
     #: One tree from the label: "bridge" fragments to the largest 26-connected component
     #: along cheap paths through the occupancy (dropping specks and far pieces), keep the
     #: "largest" component only, or "none" (see :mod:`sdfcar.pipeline.connect`).
     connectivity: str = "bridge"
-    #: Eikonal samples per iteration and finite-difference step (mm).
-    eikonal_samples: int = 4096
-    eikonal_step_mm: float = 0.4
     seed: int = 0
     device: str = "auto"
+    voxel: VoxelSettings = dataclasses.field(default_factory=VoxelSettings)
+    field: FieldSettings = dataclasses.field(default_factory=FieldSettings)
+    tubes: TubeSettings = dataclasses.field(default_factory=TubeSettings)
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "method": tuple(METHOD_PRIORS), "prior": ("none", *METHOD_PRIORS), "target": TARGETS,
+        "connectivity": CONNECTIVITY_MODES}
+
+    def settings_of(self, method: str) -> Any:
+        """The settings section of ``method``."""
+        return getattr(self, method)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested JSON-ready mapping."""
@@ -142,6 +136,23 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+def _check(settings: Any, where: str = "") -> None:
+    """Check ``settings`` and its nested sections against their ``CHOICES`` and
+    ``POSITIVE`` declarations."""
+    for name, allowed in getattr(settings, "CHOICES", {}).items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            raise fail(f"{where}{name}", f"expected one of {', '.join(allowed)}, got {value!r}")
+    for name in getattr(settings, "POSITIVE", ()):
+        value = getattr(settings, name)
+        if value is not None and value <= 0:
+            raise fail(f"{where}{name}", f"expected a positive value, got {value}")
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if dataclasses.is_dataclass(value):
+            _check(value, f"{where}{item.name}.")
+
+
 def load_preset(name: str) -> dict[str, Any]:
     """The JSON mapping of a named preset."""
     if name not in PRESETS:
@@ -169,43 +180,50 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def build_config(preset: str = "default", overrides: list[str] | tuple[str, ...] = (),
-                 **settings: Any) -> ReconstructionConfig:
-    """A validated config from a preset, ``--set`` style overrides and keyword settings
-    (keywords whose value is None are ignored, so CLI options can pass through)."""
+                 iterations: int | None = None, **settings: Any) -> ReconstructionConfig:
+    """A validated config from a preset, ``--set`` style overrides and top-level keyword
+    settings (keywords whose value is None are ignored, so CLI options can pass through).
+    ``iterations`` sets the running method's ``iterations`` (``--iterations``)."""
     data = load_preset(preset)
     data["preset"] = preset
     for assignment in overrides:
         apply_override(data, assignment)
     data.update({key: value for key, value in settings.items() if value is not None})
+    if iterations is not None:
+        method = data.get("method", ReconstructionConfig.method)
+        section = data.setdefault(method, {}) if method in METHOD_PRIORS else {}
+        if method in METHOD_PRIORS and not hasattr(ReconstructionConfig().settings_of(method),
+                                                   "iterations"):
+            raise fail("--iterations", f"the {method} method has no iterations (preset "
+                                       f"{preset}; see its settings in sdfcar/config.py)")
+        section["iterations"] = iterations
     config = _from_mapping(ReconstructionConfig, data, "")
-    _check_choices(config)
+    _check(config)
+    if config.prior not in METHOD_PRIORS[config.method]:
+        raise fail("prior", f"the {config.method} method takes a prior from one of "
+                            f"{', '.join(METHOD_PRIORS[config.method])}, got {config.prior!r}")
     return config
 
 
-def _check_choices(config: ReconstructionConfig) -> None:
-    choices = {
-        "field.mode": (config.field.mode, ("hybrid", "occupancy")),
-        "field.activation": (config.field.activation, ("leaky_relu", "relu", "softplus")),
-        "field.implementation": (config.field.implementation, ("auto", "torch", "tcnn")),
-        "sdf2d_mode": (config.sdf2d_mode, ("boundary", "thresholded")),
-        "optimizer": (config.optimizer, ("adam", "adamw")),
-        "fast_path": (config.fast_path, ("auto", "on", "off")),
-        "target": (config.target, TARGETS),
-        "method": (config.method, METHODS),
-        "connectivity": (config.connectivity, CONNECTIVITY_MODES),
-    }
-    for where, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise fail(where, f"expected one of {', '.join(allowed)}, got {value!r}")
-    positive = {"iterations": config.iterations, "alpha": config.alpha, "lr": config.lr,
-                "silhouette_k": config.silhouette_k,
-                "field.levels": config.field.levels,
-                "field.hidden_width": config.field.hidden_width,
-                "tubes.seeds": config.tubes.seeds, "tubes.step_mm": config.tubes.step_mm,
-                "tubes.min_support": config.tubes.min_support,
-                "tubes.max_turn_deg": config.tubes.max_turn_deg,
-                "tubes.max_steps": config.tubes.max_steps,
-                "tubes.min_branch_steps": config.tubes.min_branch_steps}
-    for where, value in positive.items():
-        if value <= 0:
-            raise fail(where, f"expected a positive value, got {value}")
+@dataclass(frozen=True)
+class ConfigRequest:
+    """What a front end asks for before it knows its input: a preset (None: the input's
+    default, :func:`sdfcar.pipeline.inputs.default_preset`), ``--set`` overrides,
+    ``--iterations`` and top-level settings such as ``seed``, ``device`` and ``target``."""
+
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+    iterations: int | None = None
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, preset: str | None = None, overrides: Any = (), iterations: int | None = None,
+           **settings: Any) -> ConfigRequest:
+        """A request from keyword arguments (None values are dropped)."""
+        return cls(preset, tuple(overrides or ()), iterations,
+                   tuple((k, v) for k, v in sorted(settings.items()) if v is not None))
+
+    def build(self, default_preset: str) -> ReconstructionConfig:
+        """The config for an input whose default preset is ``default_preset``."""
+        return build_config(self.preset or default_preset, list(self.overrides),
+                            self.iterations, **dict(self.settings))

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from sdfcar.io.case import Case, write_case
+from sdfcar.config import ReconstructionConfig
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
+from sdfcar.io.case import Case, write_case
 from sdfcar.io.images import write_volume
+from sdfcar.pipeline.inputs import from_arrays
+from sdfcar.pipeline.record import RunRecord
+from sdfcar.pipeline.run import Result
 from sdfcar.synthetic.simulate import project_label
 
 SMALL_GRID = VolumeGrid((48, 48, 48), (1.0, 1.0, 1.0))
@@ -36,3 +40,40 @@ def small_case_dir(arc_case, tmp_path_factory) -> Path:
     write_case(root / "case", Case(SMALL_GEOMETRY, tuple(views)))
     write_volume(root / "gt.nii.gz", label, SMALL_GRID)
     return root / "case"
+
+
+TUBE_RADIUS_MM = 3.0
+TUBE_AXIS = np.array([1.0, 0.3, 0.2]) / np.linalg.norm([1.0, 0.3, 0.2])
+
+
+def tube_distance(points, center):
+    """Distance of LPS points to a straight tube's axis (through ``center`` along TUBE_AXIS)."""
+    offset = np.asarray(points, float) - center
+    return np.linalg.norm(offset - np.outer(offset @ TUBE_AXIS, TUBE_AXIS), axis=-1)
+
+
+def make_result(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), empty=False):
+    """A hand-made :class:`Result` (a straight tube on an oblique 40^3 grid, random views)
+    and the tube's centre, for writer tests; the record holds NaN, inf and numpy values."""
+    grid = VolumeGrid((40, 40, 40), (0.5, 0.5, 0.5), (4.0, -3.0, 7.0), direction)
+    center = np.asarray(grid.center_mm) + [0.4, -0.3, 0.2]
+    sdf = (tube_distance(grid.voxel_centers().reshape(-1, 3), center).reshape(grid.shape)
+           - TUBE_RADIUS_MM).astype(np.float32)
+    if empty:
+        sdf = np.abs(sdf) + 1.0
+    label = (sdf < 0).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    targets = [rng.random((32, 40)).astype(np.float32) * 4 for _ in range(2)]
+    reprojections = [t + rng.normal(0, 0.2, t.shape).astype(np.float32) for t in targets]
+    config = ReconstructionConfig()
+    record = RunRecord(
+        preset="default", method="field", prior="voxel", seed=0, device="cpu",
+        target="integral", silhouettes="thresholded", config=config.to_dict(), inputs={},
+        vessel_voxels=np.int64(label.sum()), components=1, components_before_postprocess=1,
+        tree={}, reprojection=[], seconds={"method": 1.0},
+        statistics={"field": {"loss_curve": [1.0, float("nan"), 0.5], "best": float("inf"),
+                              "dice": np.float32(0.5)}})
+    geometry = CaseGeometry((ViewGeometry(0, 0, 1000, 750, (32, 40), (0.5, 0.5)),
+                             ViewGeometry(90, 0, 1000, 750, (32, 40), (0.5, 0.5))), grid)
+    return Result(label, sdf, 1.0 / (1.0 + np.exp(4.0 * sdf)), grid, targets, reprojections,
+                  config, record, from_arrays(targets, geometry)), center

@@ -13,16 +13,16 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from sdfcar.apps.batch import (BatchCase, is_transient, load_batch_case, ray_session,  # noqa: E402
-                          read_manifest, read_outcomes)
+from sdfcar.apps.batch import (BatchCase, is_transient, ray_session,  # noqa: E402
+                               read_manifest, read_outcomes)
 from sdfcar.apps.batch.runner import _schedule  # noqa: E402
 from sdfcar.apps.cli import main  # noqa: E402
-from sdfcar.config import build_config  # noqa: E402
+from sdfcar.config import ConfigRequest  # noqa: E402
 from sdfcar.errors import InputError  # noqa: E402
 
 OUTPUT_FILES = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
                 "mesh.vtk", "report.png", "run.json"}
-FAST = ["--iterations", "3", "--set", "prior_iterations=20", "--device", "cpu",
+FAST = ["--iterations", "3", "--set", "voxel.iterations=20", "--device", "cpu",
         "--progress", "none"]
 
 
@@ -72,7 +72,7 @@ def test_a_broken_case_fails_alone_and_the_others_finish(local_ray, small_case_d
         assert 0.0 <= record["metrics"]["dice"] <= 1.0
         assert set(os.listdir(out / name)) == OUTPUT_FILES
         run = json.loads((out / name / "run.json").read_text())
-        assert run["iterations"] == 3  # the reconstruct options reach every case
+        assert run["statistics"]["field"]["iterations"] == 3  # options reach every case
         assert run["metrics"] == record["metrics"]
         assert run["batch"]["case_dir"] == str(folders[int(name[1])])
     assert case_folders(out) == ["p0", "p1", "p3"]  # nothing for the broken case
@@ -140,7 +140,7 @@ def test_a_crashed_worker_is_retried_then_recorded(local_ray, tmp_path):
 
     task = ray.remote(flaky).options(num_cpus=1, max_retries=0)
     cases = [BatchCase("once", tmp_path), BatchCase("always", tmp_path)]
-    records = {r["case"]: r for r in _schedule(cases, task, build_config(), tmp_path, 1,
+    records = {r["case"]: r for r in _schedule(cases, task, ConfigRequest(), tmp_path, 1,
                                                retries=1, progress=False)}
     assert records["once"]["status"] == "ok" and records["once"]["attempts"] == 2
     assert records["always"]["status"] == "failed" and records["always"]["attempts"] == 2
@@ -206,7 +206,7 @@ def test_bad_json_manifests_and_options_exit_2(inputs, capsys):
     for option, message in [(["--gpus-per-case", "1.5"], "above 1 it must be a whole number"),
                             (["--cpus-per-case", "0"], "--cpus-per-case: expected a positive"),
                             (["--device", "cuda"], "--gpus-per-case: --device cuda needs"),
-                            (["--set", "alpha=x"], "alpha: expected a number")]:
+                            (["--set", "field.alpha=x"], "field.alpha: expected a number")]:
         assert main(["batch", str(manifest), "--out", str(inputs / "out"), *FAST, *option]) == 2
         assert message in capsys.readouterr().err
     assert not (inputs / "out").exists()
@@ -226,6 +226,3 @@ def test_manifest_rows_resolve_against_the_manifest_folder(inputs, tmp_path, mon
                                          header="case,view1,view2,gt"))
     assert pairs == [BatchCase("x1", None, (inputs / "a.dcm", inputs / "b.dcm"))]
     assert pairs[0].source() == {"view1": str(inputs / "a.dcm"), "view2": str(inputs / "b.dcm")}
-    monkeypatch.setitem(sys.modules, "sdfcar.xa", None)  # DICOM XA support not installed
-    with pytest.raises(InputError, match="x1: view1/view2: DICOM XA input is not available"):
-        load_batch_case(pairs[0])

@@ -20,23 +20,32 @@ from monai.data.utils import orientation_ras_lps
 
 from sdfcar.apps.bundle import CaseWriter, LabelToMetaTensord, bundle_config, flag, input_error
 from sdfcar.apps.cli import main as sdfcar_main
+from sdfcar.config import build_config
 from sdfcar.errors import InputError
-from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
+from sdfcar.geometry import rotation_x, rotation_z
 from sdfcar.io.images import read_volume, write_volume
+from sdfcar.methods.base import Reconstruction
 from sdfcar.pipeline.connect import select_tree
+from sdfcar.pipeline.inputs import from_arrays
+from sdfcar.pipeline.run import fit
+
+from conftest import SMALL_GEOMETRY, SMALL_GRID, make_result
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 CONFIG = BUNDLE / "configs" / "inference.json"
 META = BUNDLE / "configs" / "metadata.json"
 SCHEMA = BUNDLE / "docs" / "metadata_schema.json"
 README = BUNDLE / "docs" / "README.md"
-BUNDLE_OUTPUTS = {"label.nii.gz", "segmentation.seg.nrrd", "run.json"}
+#: The files of `sdfcar reconstruct`: the bundle runs the same pipeline and writer.
+BUNDLE_OUTPUTS = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
+                  "mesh.vtk", "report.png", "run.json"}
 
 # A tiny run on the shared small case. A steep, unbiased output layer makes the field cross
 # zero after 5 iterations, so the label is not empty (with seed 2 it comes out in 2 pieces
 # before component selection) and comparing labels means something.
 ITERATIONS, SEED = 5, 2
-OVERRIDES = ["field.output_gain=20", "field.output_bias=0"]
+OVERRIDES = ["field.network.output_gain=20", "field.network.output_bias=0",
+             "voxel.iterations=20"]
 SETTINGS = {"device": "cpu", "iterations": ITERATIONS, "seed": SEED, "overrides": OVERRIDES}
 
 
@@ -98,9 +107,11 @@ def test_command_line_run_matches_sdfcar_reconstruct(small_case_dir, reference, 
                                atol=1e-5)
     run = json.loads((out / "run.json").read_text())
     reference_run = json.loads((reference / "run.json").read_text())
-    assert (run["seed"], run["device"], run["iterations"]) == (SEED, "cpu", ITERATIONS)
+    field = run["statistics"]["field"]
+    assert (run["seed"], run["device"], field["iterations"]) == (SEED, "cpu", ITERATIONS)
     assert run["config"] == reference_run["config"]  # incl. connectivity: bridge
-    assert run["loss_curve"] == reference_run["loss_curve"]
+    assert field["loss_curve"] == reference_run["statistics"]["field"]["loss_curve"]
+    assert run["inputs"] == reference_run["inputs"] == {"case_dir": str(small_case_dir)}
     assert run["bundle_version"] == json.loads(META.read_text())["version"]
     assert run["vessel_voxels"] == int(label.sum()) == reference_run["vessel_voxels"]
     assert run["components_before_postprocess"] >= run["components"] == 1
@@ -121,47 +132,53 @@ def test_config_workflow_run_from_python_matches_and_overwrites(small_case_dir, 
     assert_same_label(out, reference)
 
 
-def test_postprocessing_thresholds_the_sdf_and_bridges_the_tree():
-    sdf = np.ones((14, 14, 14), np.float32)
-    sdf[6:11, 6:11, 6:8] = -0.5  # 50 voxels: the tree
-    sdf[6:11, 6:11, 9:11] = -0.5  # 50 voxels one empty voxel away: a fragment to join
-    sdf[0, 13, 0] = -2.0  # a speck
-    occupancy = np.where(sdf < 0, 0.9, 0.1).astype(np.float32)
-    grid = VolumeGrid((14, 14, 14), (0.5, 0.6, 0.7), (3.0, -4.0, 5.0))
+@pytest.fixture(scope="module")
+def fitted(arc_case):
+    """The pipeline's first stage on the small case, with its reconstruction replaced by
+    two blocks one empty voxel apart and a speck (occupancy 0.9 / 0.1)."""
+    occupancy = np.full(SMALL_GRID.shape, 0.1, np.float32)
+    occupancy[16:21, 16:21, 16:18] = 0.9  # 50 voxels: the tree
+    occupancy[16:21, 16:21, 19:21] = 0.9  # 50 voxels one empty voxel away: a fragment
+    occupancy[0, 40, 0] = 0.9  # a speck
+    config = build_config("default", ["voxel.iterations=2"], iterations=1, device="cpu")
+    first = fit(from_arrays(arc_case[1], SMALL_GEOMETRY), config)
+    first.reconstruction = Reconstruction(occupancy)
+    return first
+
+
+def test_postprocessing_is_the_pipelines_and_bridges_the_tree(fitted):
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
-    data = {"sdf": sdf, "occupancy": occupancy, "grid": grid, "run": {}}
-    out = parser.get_parsed_content("postprocessing")(data)
+    out = parser.get_parsed_content("postprocessing")({"fitted": fitted})
     kept = out["label"]
-    assert tuple(kept.shape) == (1, 14, 14, 14) and kept.dtype == torch.uint8
-    expected = select_tree(sdf < 0, occupancy, "bridge").label
+    assert tuple(kept.shape) == (1, *SMALL_GRID.shape) and kept.dtype == torch.uint8
+    occupancy = fitted.reconstruction.occupancy
+    expected = select_tree(occupancy >= 0.5, occupancy, "bridge").label
     np.testing.assert_array_equal(kept.array[0], expected)
+    np.testing.assert_array_equal(out["result"].label, expected)
     assert int(kept.array.sum()) == 101  # both blocks and one bridging voxel, no speck
-    assert out["run"]["bridged_fragments"] == 1 and out["run"]["dropped_voxels"] == 1
-    np.testing.assert_allclose(kept.affine.numpy(), orientation_ras_lps(grid.affine))
-    parser["overrides"] = ["connectivity=none"]
-    parser.parse(reset=True)
-    everything = parser.get_parsed_content("postprocessing")(dict(data, run={}))["label"]
-    np.testing.assert_array_equal(everything.array[0], sdf < 0)
+    record = out["result"].record
+    assert record.tree["bridged_fragments"] == 1 and record.tree["dropped_voxels"] == 1
+    assert record.components == 1 and np.array_equal(out["result"].sdf < 0, expected > 0)
+    np.testing.assert_allclose(kept.affine.numpy(), orientation_ras_lps(SMALL_GRID.affine))
 
 
 def test_label_file_keeps_an_oblique_lps_geometry(tmp_path):
     direction = (rotation_z(30.0) @ rotation_x(-20.0)).ravel()
-    grid = VolumeGrid((6, 7, 8), (0.5, 0.8, 1.2), (10.0, -20.0, 5.0), tuple(direction))
-    label = (np.random.default_rng(1).random(grid.shape) > 0.7).astype(np.uint8)
+    result, _ = make_result(tuple(direction))
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
     writer = CaseWriter(tmp_path / "out", parser.get_parsed_content("label_saver"))
-    data = LabelToMetaTensord()({"label": label, "grid": grid, "run": {}})
+    data = LabelToMetaTensord()({"label": result.label, "grid": result.grid, "result": result})
     writer(data)
-    write_volume(tmp_path / "sdfcar.nii.gz", label, grid)
+    write_volume(tmp_path / "sdfcar.nii.gz", result.label, result.grid)
     loaded, loaded_grid = read_volume(tmp_path / "out" / "label.nii.gz")
     _, sdfcar_grid = read_volume(tmp_path / "sdfcar.nii.gz")
-    np.testing.assert_array_equal(loaded, label)
+    np.testing.assert_array_equal(loaded, result.label)
     for reread in (loaded_grid, sdfcar_grid):
-        np.testing.assert_allclose(reread.affine, grid.affine, atol=1e-4)
+        np.testing.assert_allclose(reread.affine, result.grid.affine, atol=1e-4)
     seg = slicerio.read_segmentation(str(tmp_path / "out" / "segmentation.seg.nrrd"))
-    np.testing.assert_allclose(seg["ijkToLPS"], grid.affine, atol=1e-5)
+    np.testing.assert_allclose(seg["ijkToLPS"], result.grid.affine, atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:No hash value provided")
@@ -282,7 +299,10 @@ def test_flags_accept_command_line_text(value, expected):
 
 
 def test_overrides_may_be_one_text_or_a_list():
-    assert bundle_config(overrides="loss.eikonal=0.5").loss.eikonal == 0.5
-    assert bundle_config(overrides=["loss.eikonal=0.5", "alpha=2"]).alpha == 2.0
+    one = bundle_config(overrides="field.loss.eikonal=0.5").build("default")
+    assert one.field.loss.eikonal == 0.5
+    two = bundle_config(overrides=["field.loss.eikonal=0.5", "field.alpha=2"]).build("default")
+    assert two.field.alpha == 2.0
+    assert bundle_config(preset="").build("tubes").preset == "tubes"  # the input's default
     with pytest.raises(InputError, match="overrides"):
         bundle_config(overrides=[3])

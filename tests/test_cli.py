@@ -45,7 +45,7 @@ def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     assert all(image.max() > 2.0 for image in case.views)
     assert (out / "reconstruction" / "segmentation.seg.nrrd").is_file()
     run = json.loads((out / "reconstruction" / "run.json").read_text())
-    assert run["iterations"] == 3 and 0.0 <= run["scores"]["dice"] <= 1.0
+    assert run["statistics"]["field"]["iterations"] == 3 and 0.0 <= run["scores"]["dice"] <= 1.0
     printed = capsys.readouterr().out
     assert "ground truth" in printed and "cldice" in printed
 
@@ -85,12 +85,30 @@ def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
     assert 0.3 < scores["dice"] < 0.95
 
 
-def test_progress_lines_are_machine_readable(capsys):
-    from sdfcar.apps.cli import print_progress_line
+def test_progress_lines_are_machine_readable_and_parse_back(capsys):
+    from sdfcar.progress import MachineLines, Step, parse_line
 
+    report = MachineLines()
     for done in range(1, 251):
-        print_progress_line(done, 250, 0.5)
+        report(Step("voxel fit", done, 250, "iteration", 0.5))
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 100
-    assert lines[-1] == "PROGRESS 250 250 0.5"
-    assert all(line.split()[0] == "PROGRESS" and len(line.split()) == 4 for line in lines)
+    assert lines[-1] == "PROGRESS 250 250 iteration 0.5 voxel fit"
+    assert parse_line(lines[-1]) == Step("voxel fit", 250, 250, "iteration", 0.5)
+    assert parse_line("PROGRESS 3 6 tree - tracing") == Step("tracing", 3, 6, "tree", None)
+    assert parse_line("PROGRESS 7 6 tree - tracing") is None and parse_line("sdfcar: x") is None
+
+
+def test_percent_lines_for_logs_instead_of_bar_redraws(caplog):
+    import io
+    import logging
+
+    from sdfcar.progress import Step, reporter
+
+    report = reporter("auto", io.StringIO())  # not a terminal: a line every 10 %
+    with caplog.at_level(logging.INFO, logger="sdfcar"):
+        for done in range(1, 301):
+            report(Step("field", done, 300, "iteration", 1.0))
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        "field: iteration 300/300, loss 1 (100 %)")
+    assert len(caplog.records) == 10

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry
-from sdfcar.physics.hull import noise_sigma, silhouette, visual_hull
+from sdfcar.physics.hull import noise_sigma, threshold_silhouette, visual_hull
 from sdfcar.synthetic.phantom import label_volume
 from sdfcar.synthetic.simulate import NoiseModel, simulate_case
 
@@ -28,7 +28,7 @@ def test_noise_estimate_recovers_gaussian_sigma(tree):
 def test_visual_hull_holds_every_vessel_voxel(tree, level):
     noise = NoiseModel("gaussian", level) if level else None
     views = simulate_case(tree, GEOMETRY.volume, GEOMETRY, noise=noise, seed=2).views
-    masks = [silhouette(view, 0.05, 4.0)[0] for view in views]
+    masks = [threshold_silhouette(view, 0.05, 4.0)[0] for view in views]
     hull = visual_hull(REFERENCE_VIEWS, GEOMETRY.volume, masks, margin_px=2)
     assert np.all(hull[tree > 0])
     # Two views leave ghosts, but the hull stays a small part of the grid.

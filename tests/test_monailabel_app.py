@@ -29,6 +29,7 @@ import pytest
 from sdfcar.io.images import read_volume
 from sdfcar.apps.monailabel.infer import progress_logger, run_request
 from sdfcar.apps.monailabel.studies import IMAGE_ID_KEY, RequestError, resolve_request
+from sdfcar.progress import Step
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID
 
@@ -38,7 +39,7 @@ MONAILABEL_VENV_PYTHON = REPO / ".venv-monailabel" / "bin" / "python"
 # Few iterations (20 of the voxel prior, 3 of the field), and a field that starts inside the
 # vessels so that the label is not empty.
 FAST = {"iterations": 3, "device": "cpu",
-        "overrides": ["field.output_bias=-1", "prior_iterations=20"]}
+        "overrides": ["field.network.output_bias=-1", "voxel.iterations=20"]}
 HAS_MONAILABEL = importlib.util.find_spec("monailabel") is not None
 
 
@@ -67,7 +68,7 @@ def test_case_convention_gives_second_view_and_geometry(studies):
     assert job.case == "arc" and job.view_ids == ("arc_view1", "arc_view2")
     assert job.geometry == SMALL_GEOMETRY and job.geometry_source == "arc_geometry.json"
     assert [v.shape for v in job.views] == [(96, 96), (96, 96)]
-    assert job.config.iterations == 3 and job.config.field.output_bias == -1.0
+    assert job.config.field.iterations == 3 and job.config.field.network.output_bias == -1.0
 
 
 def test_request_params_name_second_view_and_geometry(studies):
@@ -77,7 +78,8 @@ def test_request_params_name_second_view_and_geometry(studies):
     job = resolve_request(request, studies)
     assert job.view_ids == ("lao", "cra") and job.geometry_source == "request"
     assert job.geometry == SMALL_GEOMETRY
-    assert (job.config.preset, job.config.seed, job.config.field.mode) == ("neca", 7, "occupancy")
+    assert (job.config.preset, job.config.seed, job.config.field.network.mode) == (
+        "neca", 7, "occupancy")
 
 
 def _mismatched_geometry() -> dict:
@@ -121,8 +123,8 @@ def test_bad_requests_are_refused_before_anything_is_written(studies, tmp_path, 
 
 
 def test_failure_during_the_run_is_a_request_error(studies, tmp_path):
-    unsafe = {"overrides": ["fast_path=on", "max_hull_fraction=0.0001"]}
-    with pytest.raises(RequestError, match="fast_path: the visual hull is unusable") as caught:
+    unsafe = {"overrides": ["hull.mode=on", "hull.max_fraction=0.0001"]}
+    with pytest.raises(RequestError, match="hull.mode: the visual hull is unusable") as caught:
         run_request({"image": "arc_view1", **FAST, **unsafe}, studies, tmp_path)
     assert caught.value.status == 400 and not any(tmp_path.glob("*.nii.gz"))
 
@@ -131,11 +133,11 @@ def test_progress_is_logged_ten_times(caplog):
     report = progress_logger("case7")
     with caplog.at_level(logging.INFO, logger="sdfcar"):
         for done in range(1, 96):
-            report(done, 95, 0.5)
+            report(Step("field", done, 95, "iteration", 0.5))
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 10
-    assert lines[0] == "sdfcar case7: iteration 10/95, loss 0.5"
-    assert lines[-1] == "sdfcar case7: iteration 95/95, loss 0.5"
+    assert lines[0] == "sdfcar case7: field: iteration 10/95, loss 0.5"
+    assert lines[-1] == "sdfcar case7: field: iteration 95/95, loss 0.5"
 
 
 def test_run_writes_the_label_and_reports_fit_timings_and_geometry(studies, tmp_path, caplog):
@@ -154,11 +156,13 @@ def test_run_writes_the_label_and_reports_fit_timings_and_geometry(studies, tmp_
     assert all(0.0 < v["silhouette_dice"] <= 1.0 and v["rmse_mm"] >= 0 for v in scores["views"])
     assert scores["mean_silhouette_dice"] == pytest.approx(
         np.mean([v["silhouette_dice"] for v in scores["views"]]))
-    assert summary["timings"]["seconds_total"] >= summary["timings"]["seconds_reconstruct"] > 0
-    assert summary["run"]["iterations"] == 3 and summary["run"]["device"] == "cpu"
+    assert summary["seconds"]["total"] >= summary["seconds"]["reconstruct"] > 0
+    assert summary["run"]["statistics"]["field"]["iterations"] == 3
+    assert summary["run"]["device"] == "cpu" and summary["run"]["method"] == "field"
     json.dumps(summary, allow_nan=False)  # plain JSON, as the server sends it
     progress = [r.getMessage() for r in caplog.records if "iteration" in r.getMessage()]
-    assert progress[-1].startswith("sdfcar arc: iteration 23/23, loss ")
+    assert progress[-1].startswith("sdfcar arc: field: iteration 3/3, loss ")
+    assert "sdfcar arc: voxel fit: iteration 20/20" in " ".join(progress)
 
 
 # ----------------------------------------------------------------------------- monailabel
@@ -289,7 +293,7 @@ def test_server_answers_infer_sdfcar(studies, tmp_path):
         assert summary["geometry"] == SMALL_GEOMETRY.to_dict()
         assert 0.0 < summary["scores"]["mean_silhouette_dice"] <= 1.0
         assert not any((studies / "labels" / "original").iterdir())  # save_label not asked
-        assert "sdfcar arc: iteration 23/23" in log.read_text()  # progress in the server log
+        assert "sdfcar arc: field: iteration 3/3" in log.read_text()  # progress in the log
     finally:
         server.terminate()
         try:

@@ -8,41 +8,18 @@ import pytest
 import slicerio
 from PIL import Image
 
-from sdfcar.io import outputs
-from sdfcar.config import ReconstructionConfig
 from sdfcar.errors import InputError
-from sdfcar.geometry import VolumeGrid
+from sdfcar.io import outputs
 from sdfcar.io.images import read_volume
 from sdfcar.io.mesh import surface_from_sdf
-from sdfcar.pipeline.reconstruct import Result
+from sdfcar.geometry import VolumeGrid
+
+from conftest import TUBE_AXIS as AXIS
+from conftest import TUBE_RADIUS_MM as RADIUS_MM
+from conftest import make_result, tube_distance
 
 FILES = ["label.nii.gz", "occupancy.nii.gz", "report.png", "run.json", "mesh.vtk",
          "sdf.nii.gz", "segmentation.seg.nrrd"]
-RADIUS_MM = 3.0
-AXIS = np.array([1.0, 0.3, 0.2]) / np.linalg.norm([1.0, 0.3, 0.2])
-
-
-def tube_distance(points, center):
-    """Distance of LPS points to the tube's axis (a line through ``center`` along AXIS)."""
-    offset = np.asarray(points, float) - center
-    return np.linalg.norm(offset - np.outer(offset @ AXIS, AXIS), axis=-1)
-
-
-def make_result(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), empty=False):
-    grid = VolumeGrid((40, 40, 40), (0.5, 0.5, 0.5), (4.0, -3.0, 7.0), direction)
-    center = np.asarray(grid.center_mm) + [0.4, -0.3, 0.2]
-    sdf = (tube_distance(grid.voxel_centers().reshape(-1, 3), center).reshape(grid.shape)
-           - RADIUS_MM).astype(np.float32)
-    if empty:
-        sdf = np.abs(sdf) + 1.0
-    label = (sdf < 0).astype(np.uint8)
-    rng = np.random.default_rng(0)
-    targets = [rng.random((32, 40)).astype(np.float32) * 4 for _ in range(2)]
-    reprojections = [t + rng.normal(0, 0.2, t.shape).astype(np.float32) for t in targets]
-    run = {"loss_curve": [1.0, float("nan"), 0.5], "best": float("inf"),
-           "vessel_voxels": np.int64(label.sum()), "dice": np.float32(0.5)}
-    return Result(label, sdf, 1.0 / (1.0 + np.exp(4.0 * sdf)), grid, targets, reprojections,
-                  ReconstructionConfig(), run), center
 
 
 def read_vtk(path):
@@ -74,7 +51,7 @@ def read_vtk(path):
 def written(tmp_path_factory):
     result, center = make_result()
     out = tmp_path_factory.mktemp("outputs") / "case1"
-    assert outputs.write_outputs(out, result, extra_run={"case": "synthetic", "gpu": None}) == out
+    assert outputs.write_outputs(out, result, extra={"case": "synthetic", "gpu": None}) == out
     return out, result, center
 
 
@@ -158,8 +135,9 @@ def test_run_json_is_strict_and_merged(written):
     out, _, _ = written
     run = json.loads((out / "run.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert run["case"] == "synthetic" and run["gpu"] is None
-    assert run["loss_curve"] == [1.0, None, 0.5] and run["best"] is None
-    assert run["vessel_voxels"] > 0 and math.isclose(run["dice"], 0.5)
+    field = run["statistics"]["field"]
+    assert field["loss_curve"] == [1.0, None, 0.5] and field["best"] is None
+    assert run["vessel_voxels"] > 0 and math.isclose(field["dice"], 0.5)
 
 
 def test_empty_label_still_gives_valid_files(tmp_path):

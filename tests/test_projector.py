@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sdfcar.geometry import ViewGeometry, VolumeGrid
-from sdfcar.physics.projector import ConeBeamProjector, silhouette
+from sdfcar.physics.projector import ConeBeamProjector, soft_silhouette
 
 GRID = VolumeGrid()  # 128^3 at 0.8 mm on the isocenter, as the acceptance asks
 VIEWS = {
@@ -149,7 +149,7 @@ def test_projection_honours_grid_direction_and_origin():
 
 
 def test_silhouette_is_soft_binary():
-    values = silhouette(torch.tensor([0.0, 0.1, 1.0, 10.0]), k=4.0)
+    values = soft_silhouette(torch.tensor([0.0, 0.1, 1.0, 10.0]), k=4.0)
     assert values[0] == 0.0 and values[-1] > 0.999
     assert torch.all(values[1:] > values[:-1])
 

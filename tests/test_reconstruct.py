@@ -11,71 +11,71 @@ from sdfcar.apps.cli import main
 from sdfcar.config import PRESETS, build_config
 from sdfcar.errors import InputError
 from sdfcar.methods.field import HashGridEncoding, ImplicitField
-from sdfcar.methods.field.network import FieldConfig
+from sdfcar.methods.field.network import NetworkSettings
 from sdfcar.io.images import read_volume
 from sdfcar.methods.losses import boundary_sdf2d, eikonal, signed_distance_2d, thresholded_sdf2d
 from sdfcar.metrics import dice
-from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.progress import parse_line
+from sdfcar.pipeline.run import reconstruct
 
 from conftest import SMALL_GEOMETRY as GEOMETRY, SMALL_GRID as GRID
 
 
-def small_config(**settings):
-    return build_config("default", iterations=settings.pop("iterations", 60), device="cpu",
-                        **settings)
+def small_config(iterations: int = 60, overrides: tuple[str, ...] = ()):
+    return build_config("default", overrides, iterations=iterations, device="cpu")
 
 
 def test_small_reconstruction_recovers_the_tube(arc_case):
     label, views = arc_case
-    result = reconstruct(views, GEOMETRY, small_config(), progress=False)
+    result = reconstruct(views, GEOMETRY, small_config())
     # Two views of a tube that bends through the epipolar planes leave ghost solutions
     # (the visual hull is 10x the tube); a per-voxel least-squares fit reaches Dice ~0.57
     # after 1000 steps. 0.4 catches geometry, sign or rendering errors (Dice ~0) while
     # leaving room for that ambiguity.
     assert dice(result.label, label) > 0.4
-    assert result.run["path"] == "fast"
-    assert result.run["components"] == 1
-    assert all(e["relative_l2"] < 0.8 for e in result.run["reprojection_error"])
-    assert result.run["loss_curve"][-1] < 0.2 * result.run["loss_curve"][0]
+    field = result.record.statistics["field"]
+    assert field["sampling"] == "hull"
+    assert result.record.components == 1
+    assert all(e["relative_l2"] < 0.8 for e in result.record.reprojection)
+    assert field["loss_curve"][-1] < 0.2 * field["loss_curve"][0]
     assert np.array_equal(result.label > 0, result.sdf < 0)
 
 
 def test_default_preset_in_full_recovers_the_tube_as_one_piece(arc_case):
     label, views = arc_case
-    result = reconstruct(views, GEOMETRY, build_config("default", device="cpu"), progress=False)
+    result = reconstruct(views, GEOMETRY, build_config("default", device="cpu"))
     # Measured: Dice 0.96, one raw component (0.55 and 6 without the voxel prior). The voxel
     # prior resolves the ghost pairings that a field fitted from scratch spreads mass over.
     assert dice(result.label, label) > 0.88
-    assert result.run["components_before_postprocess"] <= 3
-    assert result.run["components"] == 1
-    assert result.run["seconds_prior"] > 0
+    assert result.record.components_before_postprocess <= 3
+    assert result.record.components == 1
+    assert result.record.seconds["prior"] > 0 and result.record.prior == "voxel"
     assert np.array_equal(result.label > 0, result.sdf < 0)
     # The label is where the field's or the prior's occupancy reaches 0.5, after selection.
     assert np.all(result.occupancy[result.label > 0] >= 0.5 - 1e-6) or \
-        result.run["bridged_fragments"] > 0
+        result.record.tree["bridged_fragments"] > 0
 
 
 def test_same_seed_gives_identical_label(arc_case):
     _, views = arc_case
-    first = reconstruct(views, GEOMETRY, small_config(iterations=15), progress=False)
-    second = reconstruct(views, GEOMETRY, small_config(iterations=15), progress=False)
+    first = reconstruct(views, GEOMETRY, small_config(iterations=15))
+    second = reconstruct(views, GEOMETRY, small_config(iterations=15))
     np.testing.assert_array_equal(first.label, second.label)
     np.testing.assert_array_equal(first.sdf, second.sdf)
 
 
 def test_dense_path_is_used_when_asked_or_when_the_hull_is_unsafe(arc_case, caplog):
     _, views = arc_case
-    dense = reconstruct(views, GEOMETRY, small_config(iterations=3, fast_path="off"),
-                        progress=False)
-    assert dense.run["path"] == "dense"
+    dense = reconstruct(views, GEOMETRY, small_config(iterations=3, overrides=["hull.mode=off"]))
+    assert dense.record.statistics["field"]["sampling"] == "grid"
     noisy = [v + np.abs(np.random.default_rng(0).normal(0, 0.5, v.shape)).astype(np.float32)
              for v in views]
     with caplog.at_level("WARNING", logger="sdfcar"):
-        fallback = reconstruct(noisy, GEOMETRY, small_config(iterations=2), progress=False)
-    assert fallback.run["path"] == "dense"
-    assert "fast path off" in caplog.text
-    with pytest.raises(InputError, match="fast_path: the visual hull is unusable"):
-        reconstruct(noisy, GEOMETRY, small_config(iterations=2, fast_path="on"), progress=False)
+        fallback = reconstruct(noisy, GEOMETRY, small_config(iterations=2))
+    assert fallback.record.statistics["field"]["sampling"] == "grid"
+    assert "visual hull off" in caplog.text and "prior voxel skipped" in caplog.text
+    with pytest.raises(InputError, match="hull.mode: the visual hull is unusable"):
+        reconstruct(noisy, GEOMETRY, small_config(iterations=2, overrides=["hull.mode=on"]))
 
 
 def test_boundary_sdf2d_passes_gradient_and_thresholded_does_not():
@@ -101,7 +101,7 @@ def test_eikonal_is_zero_for_a_true_distance_field():
 
 def test_hash_grid_dense_and_hashed_levels_interpolate_and_train():
     encoding = HashGridEncoding(levels=4, features_per_level=2, log2_hashmap_size=12,
-                                base_resolution=4, finest_resolution=32, implementation="torch")
+                                base_resolution=4, finest_resolution=32)
     assert len(encoding.dense) == 2 and len(encoding.hashed) == 2  # 5^3, 9^3 fit in 4096
     points = torch.rand(500, 3)
     features = encoding(points)
@@ -121,7 +121,7 @@ def test_hash_grid_dense_and_hashed_levels_interpolate_and_train():
 
 def test_field_modes_give_occupancy_in_unit_interval():
     for mode in ("hybrid", "occupancy"):
-        config = FieldConfig(mode=mode, levels=4, log2_hashmap_size=12, finest_resolution=32,
+        config = NetworkSettings(mode=mode, levels=4, log2_hashmap_size=12, finest_resolution=32,
                              hidden_layers=2, hidden_width=16, skip_layer=1)
         field = ImplicitField(config, GRID)
         raw = field(torch.randn(100, 3) * 10)
@@ -130,27 +130,34 @@ def test_field_modes_give_occupancy_in_unit_interval():
 
 
 def test_presets_load_and_every_field_can_be_overridden():
-    assert set(PRESETS) == {"default", "neca", "sdfcar-paper", "tubes"}
-    tubes = build_config("tubes", ["tubes.seeds=2"])
-    assert (tubes.method, tubes.tubes.seeds, tubes.tubes.step_mm) == ("tubes", 2, 0.8)
-    paper = build_config("sdfcar-paper")
-    assert (paper.field.levels, paper.field.hidden_layers, paper.field.hidden_width) == (16, 8, 256)
+    assert set(PRESETS) == {"default", "voxel", "neca", "sdfcar-paper", "tubes"}
+    tubes = build_config("tubes", ["tubes.trees=2"])
+    assert (tubes.method, tubes.tubes.trees, tubes.tubes.step_mm) == ("tubes", 2, 0.8)
+    paper = build_config("sdfcar-paper").field
+    assert (paper.network.levels, paper.network.hidden_layers, paper.network.hidden_width) == (
+        16, 8, 256)
     assert (paper.alpha, paper.iterations, paper.optimizer, paper.lr) == (50.0, 5000, "adamw", 1e-4)
     assert (paper.loss.projection, paper.loss.sdf2d, paper.sdf2d_mode) == (0.5, 1.0, "thresholded")
     neca = build_config("neca")
-    assert neca.field.mode == "occupancy" and neca.loss.sdf2d == 0 and neca.optimizer == "adam"
-    custom = build_config("default", ["field.levels=4", "loss.eikonal=0.5", "fast_path=off"],
-                          iterations=7)
-    assert (custom.field.levels, custom.loss.eikonal, custom.fast_path, custom.iterations) == (
-        4, 0.5, "off", 7)
+    assert neca.field.network.mode == "occupancy" and neca.field.loss.sdf2d == 0
+    assert neca.hull.mode == "off" and neca.prior == "none"
+    default = build_config("default")
+    assert (default.method, default.prior, default.voxel.iterations) == ("field", "voxel", 3000)
+    custom = build_config("default", ["field.network.levels=4", "field.loss.eikonal=0.5",
+                                      "hull.mode=off"], iterations=7)
+    assert (custom.field.network.levels, custom.field.loss.eikonal, custom.hull.mode,
+            custom.field.iterations) == (4, 0.5, "off", 7)
+    assert build_config("voxel", iterations=9).voxel.iterations == 9
 
 
 @pytest.mark.parametrize("overrides,message", [
     (["field.depth=3"], "field.depth: unknown setting"),
-    (["alpha=fast"], "alpha: expected a number"),
-    (["optimizer=sgd"], "optimizer: expected one of adam, adamw"),
-    (["iterations=0"], "iterations: expected a positive value"),
+    (["field.alpha=fast"], "field.alpha: expected a number"),
+    (["field.optimizer=sgd"], "field.optimizer: expected one of adam, adamw"),
+    (["field.iterations=0"], "field.iterations: expected a positive value"),
     (["levels"], "--set: expected KEY=VALUE"),
+    (["prior=tubes"], "prior: the field method takes a prior from one of none, voxel"),
+    (["method=voxels"], "method: expected one of voxel, field, tubes"),
 ])
 def test_bad_overrides_name_the_setting(overrides, message):
     with pytest.raises(InputError, match=message):
@@ -168,21 +175,26 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     out = tmp_path / "out"
     assert main(["reconstruct", str(case_dir), "--out", str(out), "--iterations", "10",
                  "--device", "cpu", "--progress", "lines", "--set", "seed=3",
-                 "--set", "prior_iterations=20"]) == 0
+                 "--set", "voxel.iterations=20"]) == 0
     progress = [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("PROGRESS")]
-    # The voxel prior's 20 iterations, then the field's 10, as one count.
-    assert [line.split()[1:3] for line in progress] == [[str(i), "30"] for i in range(1, 31)]
+    # The voxel fit's 20 iterations, then the field's 10, each stage counted on its own.
+    steps = [parse_line(line) for line in progress]
+    assert [(s.stage, s.done, s.total, s.unit) for s in steps] == (
+        [("voxel fit", i, 20, "iteration") for i in range(1, 21)]
+        + [("field", i, 10, "iteration") for i in range(1, 11)])
     names = {p.name for p in out.iterdir()}
     assert names == {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
                      "mesh.vtk", "report.png", "run.json"}
     saved, grid = read_volume(out / "label.nii.gz")
     assert grid == GRID and saved.dtype == np.uint8
     run = json.loads((out / "run.json").read_text())
-    assert run["iterations"] == 10 and run["seed"] == 3 and run["device"] == "cpu"
-    assert run["preset"] == "default" and len(run["loss_curve"]) == 10
-    assert run["seconds_total"] >= run["seconds_optimise"] > 0
-    assert len(run["reprojection_error"]) == 2 and run["config"]["field"]["levels"] == 8
+    field = run["statistics"]["field"]
+    assert field["iterations"] == 10 and run["seed"] == 3 and run["device"] == "cpu"
+    assert run["preset"] == "default" and len(field["loss_curve"]) == 10
+    assert run["seconds"]["total"] >= run["seconds"]["method"] > 0
+    assert len(run["reprojection"]) == 2 and run["config"]["field"]["network"]["levels"] == 8
+    assert run["inputs"] == {"case_dir": str(case_dir)}
     assert main(["evaluate", "--pred", str(out), "--gt", str(tmp_path / "gt.nii.gz")]) == 2
 
 
@@ -218,10 +230,10 @@ def test_cli_reconstruct_rejects_bad_views(tmp_path, arc_case, capsys, kind, mes
 def test_reconstruct_api_rejects_nan_and_all_zero_views(arc_case):
     views = _bad_views("nan", arc_case[1])
     with pytest.raises(InputError, match="view1: contains NaN"):
-        reconstruct(views, GEOMETRY, small_config(iterations=1), progress=False)
+        reconstruct(views, GEOMETRY, small_config(iterations=1))
     zeros = [np.zeros_like(v) for v in arc_case[1]]
     with pytest.raises(InputError, match="view1: is empty"):
-        reconstruct(zeros, GEOMETRY, small_config(iterations=1), progress=False)
+        reconstruct(zeros, GEOMETRY, small_config(iterations=1))
 
 
 def test_cli_reconstruct_refuses_existing_or_unwritable_out_and_unknown_preset(

@@ -36,12 +36,14 @@ sys.path.insert(0, str(MODULE_DIR))
 
 from SlicerSDFCARLib.case_folder import make_run_folder, write_case_folder  # noqa: E402
 from SlicerSDFCARLib.command import (  # noqa: E402
-    DEVICES, PRESETS, parse_overrides, reconstruct_command)
+    DEVICES, PRESETS, parse_overrides, reconstruct_command, xa_reconstruct_command)
 from SlicerSDFCARLib.dicom import geometry_from_tags  # noqa: E402
 from SlicerSDFCARLib.geometry import (  # noqa: E402
     ViewSettings, angle_between_views, beam_direction, volume_contract)
 from SlicerSDFCARLib.process import BackgroundProcess  # noqa: E402
-from SlicerSDFCARLib.process_output import OutputMonitor, Progress, parse_progress  # noqa: E402
+from SlicerSDFCARLib.process_output import OutputMonitor, parse_progress  # noqa: E402
+
+from sdfcar.progress import Step as Progress  # noqa: E402
 from SlicerSDFCARLib.requirements import (  # noqa: E402
     install_arguments, local_source, missing_requirements, read_requirements)
 from SlicerSDFCARLib.results import (  # noqa: E402
@@ -181,12 +183,12 @@ def test_geometry_from_partial_or_bad_tags_keeps_what_is_usable():
 def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
     command = reconstruct_command("python3", tmp_path / "case", tmp_path / "out",
                                   preset="neca", device="cpu", iterations=7, seed=4,
-                                  overrides=["loss.eikonal=0.1", "field.levels=12"])
-    assert command[:4] == ["python3", "-m", "sdfcar.apps.cli", "reconstruct"]
+                                  overrides=["field.loss.eikonal=0.1", "field.network.levels=12"])
+    assert command[:4] == ["python3", "-m", "sdfcar", "reconstruct"]
     args = build_parser().parse_args(command[3:])
     assert (args.case_dir, args.out) == (tmp_path / "case", tmp_path / "out")
     assert (args.preset, args.device, args.iterations, args.seed) == ("neca", "cpu", 7, 4)
-    assert args.progress == "lines" and args.overrides == ["loss.eikonal=0.1", "field.levels=12"]
+    assert args.progress == "lines" and args.overrides == ["field.loss.eikonal=0.1", "field.network.levels=12"]
     default = build_parser().parse_args(reconstruct_command("p", "c", "o")[3:])
     assert default.iterations is None and default.preset == "default"
     assert set(PRESETS) == set(ENGINE_PRESETS) and DEVICES == DEVICE_CHOICES
@@ -194,12 +196,22 @@ def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
         reconstruct_command("p", "c", "o", preset="fastest")
 
 
+def test_xa_command_counts_frames_from_one_as_the_cli_does(tmp_path):
+    command = xa_reconstruct_command("python3", ("a.dcm", "b.dcm"), (0, 4), tmp_path / "o",
+                                     device="cpu")
+    args = build_parser().parse_args(command[3:])
+    assert (args.view1, args.view2, args.frame) == (Path("a.dcm"), Path("b.dcm"), [1, 5])
+    assert args.case_dir is None and args.preset is None  # the engine's preset for XA input
+    with pytest.raises(ValueError, match="frames"):
+        xa_reconstruct_command("p", ("a", "b"), (-1, 0), "o")
+
+
 def test_extra_settings_are_split_into_key_value_items():
-    assert parse_overrides(" field.levels=12  'fast_path=off' ") == ["field.levels=12",
-                                                                     "fast_path=off"]
+    assert parse_overrides(" field.network.levels=12  'hull.mode=off' ") == [
+        "field.network.levels=12", "hull.mode=off"]
     assert parse_overrides("") == []
     with pytest.raises(ValueError, match="expected KEY=VALUE, got 'levels'"):
-        parse_overrides("loss.eikonal=0.1 levels")
+        parse_overrides("field.loss.eikonal=0.1 levels")
     with pytest.raises(ValueError, match="extra settings"):
         parse_overrides("a='1")
 
@@ -208,20 +220,23 @@ def test_extra_settings_are_split_into_key_value_items():
 
 
 def test_progress_lines_are_parsed_and_other_lines_are_not():
-    assert parse_progress("PROGRESS 30 300 0.0123") == Progress(30, 300, 0.0123)
-    assert parse_progress("PROGRESS 300 300 1e-05").percent == 100
-    assert parse_progress("PROGRESS 1 3 3.47").percent == 33
-    for line in ("PROGRESS 4 3 0.1", "PROGRESS 1 0 0.1", "PROGRESS x 3 0.1", "progress 1 3 1",
-                 "sdfcar: fast path: 6982 hull voxels", ""):
+    assert parse_progress("PROGRESS 30 300 iteration 0.0123 field") == Progress(
+        "field", 30, 300, "iteration", 0.0123)
+    assert parse_progress("PROGRESS 300 300 iteration 1e-05 voxel fit").percent == 100
+    assert parse_progress("PROGRESS 1 3 tree 3.47 tracing").percent == 33
+    for line in ("PROGRESS 4 3 iteration 0.1 field", "PROGRESS 1 0 iteration 0.1 field",
+                 "PROGRESS x 3 iteration 0.1 field", "PROGRESS 30 300 0.0123",
+                 "progress 1 3 iteration 1 field", "sdfcar: visual hull: 6982 voxels", ""):
         assert parse_progress(line) is None
 
 
 def test_failure_message_is_one_line():
     cli = OutputMonitor()
-    for line in ("sdfcar: fast path ...", "PROGRESS 1 3 0.5",
+    for line in ("sdfcar: visual hull ...", "PROGRESS 1 3 iteration 0.5 field",
                  "sdfcar reconstruct: error: view2: is empty (no positive pixel)"):
         cli.feed("stderr", line)
-    assert cli.progress == Progress(1, 3, 0.5) and "PROGRESS 1 3 0.5" not in cli.log
+    assert cli.progress == Progress("field", 1, 3, "iteration", 0.5)
+    assert "PROGRESS 1 3 iteration 0.5 field" not in cli.log
     assert cli.failure_message(2) == "view2: is empty (no positive pixel)"
     crash = OutputMonitor()
     for line in ("Traceback (most recent call last):", '  File "x.py", line 1',
@@ -242,7 +257,7 @@ def test_background_process_collects_lines_without_blocking():
     script = ("import sys, time\n"
               "print('out 1', flush=True)\n"
               "for i in range(1, 4):\n"
-              "    print(f'PROGRESS {i} 3 0.5', file=sys.stderr, flush=True)\n"
+              "    print(f'PROGRESS {i} 3 iteration 0.5 field', file=sys.stderr, flush=True)\n"
               "    time.sleep(0.05)\n"
               "print('sdfcar reconstruct: error: boom', file=sys.stderr)\n"
               "sys.exit(2)\n")
@@ -252,8 +267,8 @@ def test_background_process_collects_lines_without_blocking():
     assert time.monotonic() - started < 0.05
     monitor = OutputMonitor()
     assert drain(process, monitor) == 2
-    assert monitor.progress == Progress(3, 3, 0.5) and monitor.log == ["out 1", "sdfcar "
-                                                                       "reconstruct: error: boom"]
+    assert monitor.progress == Progress("field", 3, 3, "iteration", 0.5)
+    assert monitor.log == ["out 1", "sdfcar reconstruct: error: boom"]
     assert monitor.failure_message(2) == "boom" and not process.cancelled
 
 
@@ -359,7 +374,7 @@ def reconstruction(small_case_dir, tmp_path_factory):
     # (after 20 of the voxel prior).
     command = reconstruct_command(sys.executable, small_case_dir, out, device="cpu",
                                   iterations=3,
-                                  overrides=["field.output_bias=-1", "prior_iterations=20"])
+                                  overrides=["field.network.output_bias=-1", "voxel.iterations=20"])
     monitor = OutputMonitor()
     returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),
                        monitor, timeout_s=300)
@@ -395,7 +410,7 @@ def image_array(image_data):
 
 def test_run_reports_progress_through_the_monitor(reconstruction):
     _, monitor = reconstruction
-    assert monitor.progress == Progress(23, 23, monitor.progress.loss)
+    assert monitor.progress == Progress("field", 3, 3, "iteration", monitor.progress.loss)
     assert any(line.startswith("wrote ") for line in monitor.log)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdfcar.physics.hull import dilate, silhouette, visual_hull
+from sdfcar.physics.hull import dilate, threshold_silhouette, visual_hull
 from sdfcar.metrics import dice
 from sdfcar.physics.projector import ConeBeamProjector
 from sdfcar.methods.voxel import fit_occupancy, to_scipy
@@ -16,7 +16,7 @@ from conftest import SMALL_GRID, SMALL_VIEWS
 def hull_problem(arc_case):
     """The arc's hull, per-view sparse systems restricted to it, and the measured rays."""
     label, views = arc_case
-    masks = [silhouette(view, 0.05, 4.0)[0] for view in views]
+    masks = [threshold_silhouette(view, 0.05, 4.0)[0] for view in views]
     hull = visual_hull(SMALL_VIEWS, SMALL_GRID, masks, 2)
     columns = torch.full(SMALL_GRID.shape, -1, dtype=torch.int64)
     columns[torch.as_tensor(hull)] = torch.arange(int(hull.sum()))

@@ -17,7 +17,8 @@ from sdfcar.geometry import VolumeGrid
 from sdfcar.io.images import read_view, read_volume
 from sdfcar.methods.losses import silhouette_bce
 from sdfcar.metrics import evaluate
-from sdfcar.pipeline.reconstruct import reconstruct, resolve_target
+from sdfcar.pipeline.problem import resolve_target
+from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import simulate_case
 from sdfcar.methods.voxel import silhouette_gradient
 from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_xa
@@ -25,7 +26,7 @@ from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_x
 from conftest import SMALL_GEOMETRY, SMALL_GRID, SMALL_VIEWS
 
 FAST = ["--device", "cpu", "--quiet", "--preset", "default", "--iterations", "60", "--set",
-        "prior_iterations=400"]
+        "voxel.iterations=400"]
 
 
 def _pair(folder, arc_case, bits):
@@ -65,18 +66,19 @@ def test_xa_pair_reconstructs_with_frames_geometry_and_views_saved(xa12, arc_cas
     printed = capsys.readouterr().out
     assert "frames: view1: frame " in printed and "view2: frame " in printed
     run = json.loads((out / "run.json").read_text())
-    frames = [view["frame"]["number"] for view in run["xa"]["views"]]
+    xa = run["inputs"]["xa"]
+    frames = [view["frame"]["number"] for view in xa["views"]]
     # Automatic choice: an end-diastolic (R-wave) frame of each run.
     assert all(f in r.r_wave_frames for f, r in zip(frames, runs))
     assert all(f"frame {f} of 6" in printed for f in frames)
-    for view, expected in zip(run["xa"]["views"], SMALL_VIEWS):
+    for view, expected in zip(xa["views"], SMALL_VIEWS):
         assert view["geometry"]["primary_angle_deg"] == pytest.approx(expected.primary_angle_deg)
         assert view["geometry"]["source_to_detector_mm"] == pytest.approx(
             expected.source_to_detector_mm)
         assert view["extraction"]["mask_source"] == "extracted"
-    assert run["xa"]["volume"]["shape"] == [48, 48, 48]
-    assert run["target"] == "integral" and run["silhouettes"] == "masks"
-    assert run["views"] == {"view1": str(view1), "view2": str(view2)}
+    assert xa["volume"]["shape"] == [48, 48, 48]
+    assert run["target"] == "integral" and run["silhouettes"] == "given"
+    assert run["inputs"]["views"] == {"view1": str(view1), "view2": str(view2)}
     for index in (1, 2):
         mask = read_view(out / "views" / f"view{index}" / "mask.nii.gz")
         assert mask.shape == (96, 96) and mask.any() and (out / "views" / f"view{index}" / "integral.nii.gz").is_file()
@@ -95,17 +97,17 @@ def test_xa_pair_uses_the_tubes_preset_by_default(xa12, arc_case, tmp_path):
     out = tmp_path / "out"
     assert main(["reconstruct", "--view1", str(view1), "--view2", str(view2), "--out",
                  str(out), "--geometry", str(overrides), "--device", "cpu", "--quiet",
-                 "--set", "tubes.seeds=2"]) == 0
+                 "--set", "tubes.trees=2"]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["preset"] == "tubes" and run["path"] == "tubes" and run["vessels"] >= 1
+    assert run["preset"] == "tubes" and run["method"] == "tubes"
+    assert run["statistics"]["tubes"]["vessels"] >= 1
     assert run["components"] == 1
     # The acceptance margin: the XA path scores within 0.1 Dice of the same preset on the
     # phantom's true line integrals. Measured: 0.87 from the XA files, 0.92 from the
     # integrals (the default preset at 60 iterations: 0.52 from the XA files).
     xa_dice = _scores(out, label)["dice"]
     simulated = reconstruct(arc_case[1], SMALL_GEOMETRY,
-                            build_config("tubes", ["tubes.seeds=2"], device="cpu"),
-                            progress=False)
+                            build_config("tubes", ["tubes.trees=2"], device="cpu"))
     simulated_dice = evaluate(simulated.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
     assert simulated_dice > 0.8
     assert xa_dice > simulated_dice - 0.1, (xa_dice, simulated_dice)
@@ -128,7 +130,7 @@ def test_8bit_log_pair_with_user_masks_and_mask_target(xa8, arc_case, tmp_path):
                  str(mask_paths[1]), "--target", "mask", *FAST]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["target"] == "mask" and run["config"]["target"] == "mask"
-    for view, frame, path in zip(run["xa"]["views"], frames, mask_paths):
+    for view, frame, path in zip(run["inputs"]["xa"]["views"], frames, mask_paths):
         assert view["frame"]["number"] == frame and view["frame"]["rule"] == "given"
         assert view["extraction"]["mask_source"] == "user"
         assert view["extraction"]["mask_file"] == str(path)
@@ -147,10 +149,10 @@ def test_mask_target_is_auto_for_binary_views_and_beats_integral_fit_of_them(arc
     assert resolve_target("auto", arc_case[1]) == "integral"
     settings = {"iterations": 60, "device": "cpu"}
     as_mask = reconstruct(binary, SMALL_GEOMETRY, build_config(
-        "default", ["prior_iterations=400"], **settings), progress=False)
+        "default", ["voxel.iterations=400"], **settings))
     as_integral = reconstruct(binary, SMALL_GEOMETRY, build_config(
-        "default", ["prior_iterations=400", "target=integral"], **settings), progress=False)
-    assert as_mask.run["target"] == "mask" and as_integral.run["target"] == "integral"
+        "default", ["voxel.iterations=400", "target=integral"], **settings))
+    assert as_mask.record.target == "mask" and as_integral.record.target == "integral"
     mask_dice = evaluate(as_mask.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
     integral_dice = evaluate(as_integral.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
     # A 0/1 view read as 1 mm line integrals asks for a quarter of the tube's mass (its
@@ -245,8 +247,8 @@ def test_missing_geometry_tag_can_be_supplied_by_override(xa12, tmp_path):
     out = tmp_path / "out"
     assert main(["reconstruct", "--view1", str(no_sid), "--view2", str(view2), "--out",
                  str(out), "--geometry", str(overrides), "--frame", "2",
-                 "--device", "cpu", "--quiet", "--iterations", "2",
-                 "--set", "prior_iterations=20"]) == 0
+                 "--device", "cpu", "--quiet", "--preset", "default", "--iterations", "2",
+                 "--set", "voxel.iterations=20"]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["xa"]["views"][0]["geometry"]["source_to_detector_mm"] == pytest.approx(
+    assert run["inputs"]["xa"]["views"][0]["geometry"]["source_to_detector_mm"] == pytest.approx(
         SMALL_VIEWS[0].source_to_detector_mm)

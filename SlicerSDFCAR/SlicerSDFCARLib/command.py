@@ -8,32 +8,56 @@ from pathlib import Path
 
 #: Presets and devices the command line accepts (the module offers them before ``sdfcar``
 #: is installed; the tests check they match ``sdfcar.config.PRESETS`` and the CLI).
-PRESETS = ("default", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("default", "voxel", "neca", "sdfcar-paper", "tubes")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
-                        preset: str = "default", device: str = "auto", iterations: int = 0,
-                        seed: int = 0, overrides: Sequence[str] = ()) -> list[str]:
-    """``python -m sdfcar.apps.cli reconstruct CASE --out OUT ... --progress lines``.
-
-    ``iterations`` 0 keeps the preset's count; ``overrides`` are ``KEY=VALUE`` settings
-    passed as ``--set``. Progress comes back as ``PROGRESS done total loss`` on stderr.
-    """
-    if preset not in PRESETS:
+def _settings(preset: str | None, device: str, iterations: int, seed: int,
+              overrides: Sequence[str]) -> list[str]:
+    """The settings options shared by both input kinds."""
+    if preset is not None and preset not in PRESETS:
         raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     if device not in DEVICES:
         raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
     if iterations < 0:
         raise ValueError(f"iterations: expected 0 (preset default) or more, got {iterations}")
-    command = [python, "-m", "sdfcar.apps.cli", "reconstruct", str(case_dir), "--out", str(out_dir),
-               "--preset", preset, "--device", device, "--seed", str(int(seed)),
-               "--progress", "lines"]
+    options = [] if preset is None else ["--preset", preset]
+    options += ["--device", device, "--seed", str(int(seed)), "--progress", "lines"]
     if iterations:
-        command += ["--iterations", str(int(iterations))]
+        options += ["--iterations", str(int(iterations))]
     for assignment in overrides:
-        command += ["--set", assignment]
-    return command
+        options += ["--set", assignment]
+    return options
+
+
+def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
+                        preset: str | None = "default", device: str = "auto",
+                        iterations: int = 0, seed: int = 0,
+                        overrides: Sequence[str] = ()) -> list[str]:
+    """``python -m sdfcar reconstruct CASE --out OUT ... --progress lines``.
+
+    ``preset`` None takes the engine's default for the input; ``iterations`` 0 keeps the
+    preset's count; ``overrides`` are ``KEY=VALUE`` settings passed as ``--set``. Progress
+    comes back as ``sdfcar.progress`` lines on stderr.
+    """
+    return [python, "-m", "sdfcar", "reconstruct", str(case_dir), "--out", str(out_dir),
+            *_settings(preset, device, iterations, seed, overrides)]
+
+
+def xa_reconstruct_command(python: str, views: tuple[str | Path, str | Path],
+                           frames: tuple[int, int], out_dir: str | Path,
+                           preset: str | None = None, device: str = "auto",
+                           iterations: int = 0, seed: int = 0,
+                           overrides: Sequence[str] = ()) -> list[str]:
+    """``python -m sdfcar reconstruct --view1 A.dcm --view2 B.dcm --frame N M ...``: two XA
+    DICOM runs read by the engine itself (geometry from the tags, vessel extraction), as the
+    command line reads them. ``frames`` are the module's 0-based frame indices; the command
+    line counts from 1."""
+    if min(frames) < 0:
+        raise ValueError(f"frames: expected 0-based indices, got {frames}")
+    return [python, "-m", "sdfcar", "reconstruct", "--view1", str(views[0]),
+            "--view2", str(views[1]), "--frame", str(frames[0] + 1), str(frames[1] + 1),
+            "--out", str(out_dir), *_settings(preset, device, iterations, seed, overrides)]
 
 
 def parse_overrides(text: str) -> list[str]:

@@ -1,47 +1,28 @@
 """Reading a reconstruction process's output: progress lines, the log and the error line.
 
-``sdfcar reconstruct --progress lines`` writes ``PROGRESS done total loss`` to stderr; bad
-input ends it with ``sdfcar reconstruct: error: <one line>`` and exit status 2, and an
-unexpected failure with a Python traceback whose last line names the exception.
+``sdfcar reconstruct --progress lines`` writes the engine's progress lines
+(:func:`sdfcar.progress.format_line`) to stderr; bad input ends it with the engine's error
+line (:func:`sdfcar.errors.error_line`) and exit status 2, and an unexpected failure with a
+Python traceback whose last line names the exception. Both formats are parsed with the
+engine's own functions (imported when a run's output is read: ``sdfcar`` is installed by
+then).
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from dataclasses import dataclass
+from typing import Any
 
-_PROGRESS = re.compile(r"^PROGRESS (\d+) (\d+) (\S+)$")
-_CLI_ERROR = re.compile(r"^sdfcar [\w-]+: error: (.+)$")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` iterations, with the loss of the last one."""
-
-    done: int
-    total: int
-    loss: float
-
-    @property
-    def percent(self) -> int:
-        """Whole percent done (0-100)."""
-        return min(100, (100 * self.done) // self.total)
+Progress = Any
+"""A :class:`sdfcar.progress.Step`: ``stage``, ``done``, ``total``, ``unit``, ``loss``,
+``percent`` and ``describe()``."""
 
 
 def parse_progress(line: str) -> Progress | None:
-    """The progress a ``PROGRESS done total loss`` line reports, or None for other lines."""
-    match = _PROGRESS.match(line.strip())
-    if not match:
-        return None
-    done, total = int(match[1]), int(match[2])
-    try:
-        loss = float(match[3])
-    except ValueError:
-        return None
-    if total <= 0 or not 0 <= done <= total:
-        return None
-    return Progress(done, total, loss)
+    """The step a progress line reports, or None for other lines."""
+    from sdfcar.progress import parse_line
+
+    return parse_line(line)
 
 
 class OutputMonitor:
@@ -69,10 +50,12 @@ class OutputMonitor:
         if cancelled:
             return "Cancelled: the reconstruction process was stopped."
         lines = [line.strip() for line in self._stderr if line.strip()]
+        from sdfcar.errors import parse_error_line
+
         for line in reversed(lines):
-            match = _CLI_ERROR.match(line)
-            if match:
-                return match[1]
+            message = parse_error_line(line)
+            if message:
+                return message
         if returncode < 0:
             return f"The reconstruction process was stopped by signal {-returncode}."
         if lines:

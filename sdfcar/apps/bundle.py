@@ -1,18 +1,18 @@
 """Components of the MONAI bundle (``monai_bundle/``), instantiated from its
 ``configs/inference.json`` through ``_target_``.
 
-The bundle holds no weights: every case optimises its own field. Data flows as one
-dictionary: :func:`load_case_data` (views and geometry) -> :class:`Reconstructor` (the
-per-case optimisation; its SDF and grid) -> post-processing transforms
-(:class:`SignedDistanceToLabeld`, :class:`SelectTreed`, :class:`LabelToMetaTensord`)
--> :class:`CaseWriter` (MONAI's NIfTI writer, the 3D Slicer ``.seg.nrrd`` and ``run.json``,
-all or nothing).
+The bundle holds no weights: every case optimises its own reconstruction, through the same
+pipeline as ``sdfcar reconstruct`` (:mod:`sdfcar.pipeline`), so its outputs equal the CLI's
+for every preset. Data flows as one dictionary: :func:`load_inputs` (a case folder or two
+XA DICOM runs) -> :class:`Reconstructor` (the pipeline's first stage, the methods' fit) ->
+post-processing transforms (:class:`FinishReconstructiond`: the pipeline's shared second
+stage, tree selection, signed distance, reprojections, run record;
+:class:`LabelToMetaTensord`) -> :class:`CaseWriter` (the pipeline's writer, with MONAI's
+``SaveImage`` writing ``label.nii.gz``; all or nothing).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -27,22 +27,17 @@ from monai.data import MetaTensor
 from monai.data.utils import orientation_ras_lps
 from monai.transforms import MapTransform
 from monai.utils import MetaKeys, SpaceKeys
-from scipy import ndimage
 
-from sdfcar.io.atomic import atomic_directory, check_target
-from sdfcar.io.case import load_case
-from sdfcar.config import ReconstructionConfig, build_config
+from sdfcar.config import ConfigRequest
 from sdfcar.errors import InputError, fail
 from sdfcar.geometry import VolumeGrid
-from sdfcar.io.outputs import strict_json, write_segmentation
-from sdfcar.pipeline.connect import CONNECTIVITY_26, select_tree
-from sdfcar.pipeline.reconstruct import reconstruct
+from sdfcar.io.atomic import check_target
+from sdfcar.io.outputs import write_outputs
+from sdfcar.pipeline.inputs import Inputs, from_case_dir, from_xa_pair
+from sdfcar.pipeline.run import Result, finish, fit
+from sdfcar.progress import reporter
 
-log = logging.getLogger("sdfcar.apps.bundle")
-
-#: Engine run entries that describe the label before the bundle's post-processing.
-_UNPROCESSED_LABEL_KEYS = ("components", "vessel_voxels", "reprojection_error",
-                           "bridged_fragments", "bridges", "dropped_voxels")
+log = logging.getLogger("sdfcar.bundle")
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
 
@@ -64,92 +59,72 @@ def required_path(value: str | Path | None, key: str) -> Path:
     return Path(str(value))
 
 
-def bundle_config(preset: str = "default", overrides: str | Sequence[str] | None = None,
+def _given(value: str | Path | None) -> bool:
+    return value is not None and bool(str(value).strip())
+
+
+def bundle_config(preset: str | None = None, overrides: str | Sequence[str] | None = None,
                   iterations: int | None = None, seed: int | None = None,
-                  device: str | None = None) -> ReconstructionConfig:
-    """:func:`sdfcar.config.build_config` from bundle settings; ``overrides`` may be one
-    ``"key=value"`` text (as the command line gives a single item) or a list of them."""
+                  device: str | None = None) -> ConfigRequest:
+    """The settings request of the bundle's keys; ``preset`` empty or null takes the input's
+    default (as ``sdfcar reconstruct``); ``overrides`` may be one ``"key=value"`` text (as
+    the command line gives a single item) or a list of them."""
     if overrides is None:
         overrides = []
     elif isinstance(overrides, str):
         overrides = [overrides]
     if not all(isinstance(item, str) for item in overrides):
         raise fail("overrides", f"expected a list of \"key=value\" texts, got {overrides!r}")
-    return build_config(str(preset), list(overrides), iterations=iterations, seed=seed,
-                        device=device)
+    return ConfigRequest.of(str(preset) if preset else None, overrides, iterations, seed=seed,
+                            device=device)
 
 
-def load_case_data(case_dir: str | Path) -> dict[str, Any]:
-    """Read a case folder (``geometry.json``, ``view1.*``, ``view2.*``) into the bundle's
-    data dictionary: ``case_dir``, ``views`` and ``geometry``."""
-    path = required_path(case_dir, "case_dir")
-    case = load_case(path)
-    return {"case_dir": str(path), "views": case.views, "geometry": case.geometry}
+def load_inputs(case_dir: str | Path | None = None, view1: str | Path | None = None,
+                view2: str | Path | None = None) -> dict[str, Any]:
+    """The bundle's data dictionary (``inputs``): a case folder (``case_dir``) or two XA
+    DICOM runs (``view1``, ``view2``), read as ``sdfcar reconstruct`` reads them."""
+    if _given(case_dir) and (_given(view1) or _given(view2)):
+        raise fail("case_dir", "give either case_dir or view1 and view2, not both")
+    if _given(case_dir):
+        return {"inputs": from_case_dir(required_path(case_dir, "case_dir"))}
+    if _given(view1) or _given(view2):
+        return {"inputs": from_xa_pair(required_path(view1, "view1"),
+                                       required_path(view2, "view2"))}
+    raise fail("case_dir", "required: pass --case_dir PATH (or --view1 A.dcm --view2 B.dcm)")
 
 
 class Reconstructor:
-    """The per-case optimisation (:func:`sdfcar.pipeline.reconstruct.reconstruct`) as a bundle step.
+    """The pipeline's first stage (:func:`sdfcar.pipeline.run.fit`) as a bundle step: adds
+    ``fitted`` (the problem and the methods' reconstruction) to the data."""
 
-    The engine runs without its own component selection so the bundle's post-processing
-    does it in the open; ``connectivity`` of ``config`` is read by :class:`SelectTreed`
-    instead. Adds ``sdf`` (mm, negative inside), ``occupancy``, ``grid`` and ``run``
-    (settings, versions, timings, loss curve) to the data.
-    """
-
-    def __init__(self, config: ReconstructionConfig, progress: bool | str = True) -> None:
-        self.config = config
+    def __init__(self, request: ConfigRequest, progress: bool | str = True) -> None:
+        self.request = request
         self.progress = flag(progress, "progress")
 
     def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        engine_config = dataclasses.replace(self.config, connectivity="none")
-        result = reconstruct(data["views"], data["geometry"], engine_config,
-                             progress=self.progress)
-        run = {key: value for key, value in result.run.items()
-               if key not in _UNPROCESSED_LABEL_KEYS}
-        run["config"] = self.config.to_dict()
-        return {**data, "sdf": result.sdf, "occupancy": result.occupancy,
-                "grid": result.grid, "run": run}
+        inputs: Inputs = data["inputs"]
+        config = self.request.build(inputs.default_preset)
+        fitted = fit(inputs, config, reporter("auto" if self.progress else "none"))
+        return {**data, "fitted": fitted}
 
 
-class SignedDistanceToLabeld(MapTransform):
-    """Threshold a signed distance at its zero level set: ``label = sdf < 0`` (uint8).
+class FinishReconstructiond(MapTransform):
+    """The pipeline's shared second stage (:func:`sdfcar.pipeline.run.finish`: one tree, its
+    signed distance, reprojections, run record) as a dictionary transform: ``fitted`` ->
+    ``result`` (a :class:`~sdfcar.pipeline.run.Result`), its uint8 label under
+    ``label_key`` and its grid under ``grid_key``."""
 
-    The engine's SDF is negative exactly on the voxels its field calls vessel (both field
-    modes), so this is the label before component selection.
-    """
-
-    def __init__(self, sdf_key: str = "sdf", label_key: str = "label") -> None:
-        super().__init__(sdf_key)
-        self.label_key = label_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        out = dict(data)
-        out[self.label_key] = (np.asarray(out[self.keys[0]]) < 0).astype(np.uint8)
-        return out
-
-
-class SelectTreed(MapTransform):
-    """One tree from a label (:func:`sdfcar.pipeline.connect.select_tree`, the engine's own rule, so
-    the result matches ``sdfcar reconstruct`` voxel for voxel): ``mode`` "bridge" joins
-    fragments to the largest component through the occupancy, "largest" keeps that
-    component only, "none" leaves the label as it is. What was done goes into ``run``.
-    """
-
-    def __init__(self, keys: KeysCollection = "label", occupancy_key: str = "occupancy",
-                 mode: str = "bridge", run_key: str = "run") -> None:
+    def __init__(self, keys: KeysCollection = "fitted", result_key: str = "result",
+                 label_key: str = "label", grid_key: str = "grid") -> None:
         super().__init__(keys)
-        self.occupancy_key = occupancy_key
-        self.mode = mode
-        self.run_key = run_key
+        self.result_key, self.label_key, self.grid_key = result_key, label_key, grid_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         out = dict(data)
         for key in self.key_iterator(out):
-            selection = select_tree(np.asarray(out[key]) > 0,
-                                    np.asarray(out[self.occupancy_key]), self.mode)
-            out[key] = selection.label.astype(np.uint8)
-            if self.run_key in out:
-                out[self.run_key] = {**out[self.run_key], **selection.summary()}
+            result = finish(out[key])
+            out.update({self.result_key: result, self.label_key: result.label,
+                        self.grid_key: result.grid})
         return out
 
 
@@ -173,8 +148,9 @@ class LabelToMetaTensord(MapTransform):
 
 
 class CaseWriter:
-    """Write ``label.nii.gz`` (with ``label_saver``, a MONAI ``SaveImage``),
-    ``segmentation.seg.nrrd`` and ``run.json`` into ``output_dir`` atomically.
+    """Write the reconstruction's output folder with the pipeline's writer
+    (:func:`sdfcar.io.outputs.write_outputs`, the files of ``sdfcar reconstruct``), MONAI's
+    ``label_saver`` (a ``SaveImage``) writing ``label.nii.gz``; all or nothing.
 
     An existing ``output_dir`` is refused unless ``overwrite``; :meth:`check` says so before
     the optimisation starts. ``extra_run`` entries are added to ``run.json``.
@@ -194,18 +170,16 @@ class CaseWriter:
         return check_target(self.output_dir, self.overwrite)
 
     def __call__(self, data: Mapping[str, Any]) -> Path:
+        result: Result = data["result"]
         label: MetaTensor = data["label"]
-        voxels = np.asarray(label.array[0], dtype=np.uint8)
-        run = {**data["run"], **self.extra_run,
-               "components": int(ndimage.label(voxels, CONNECTIVITY_26)[1]),
-               "vessel_voxels": int(voxels.sum())}
-        with atomic_directory(self.output_dir, self.overwrite) as staging:
-            self.label_saver(label, filename=staging / "label")
-            write_segmentation(staging / "segmentation.seg.nrrd", voxels, data["grid"])
-            text = json.dumps(strict_json(run), indent=2, allow_nan=False, default=str)
-            (staging / "run.json").write_text(text + "\n")
+
+        def save(_: np.ndarray, path: Path) -> None:
+            self.label_saver(label, filename=path.parent / "label")
+
+        write_outputs(self.output_dir, result, self.overwrite, extra=self.extra_run,
+                      label_saver=save)
         log.info("wrote %s (%d vessel voxels, %d component(s))", self.output_dir,
-                 run["vessel_voxels"], run["components"])
+                 result.record.vessel_voxels, result.record.components)
         return self.output_dir
 
 

@@ -16,20 +16,21 @@ from pathlib import Path
 
 
 from sdfcar import __version__
-from sdfcar.io.atomic import atomic_directory, check_target
-from sdfcar.io.case import load_case, write_case
-from sdfcar.config import PRESETS, TARGETS, build_config
+from sdfcar.config import PRESETS, TARGETS, ConfigRequest
 from sdfcar.device import DEVICE_CHOICES, resolve_device
-from sdfcar.errors import InputError
+from sdfcar.errors import EXIT_BAD_INPUT, InputError, error_line
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
+from sdfcar.io.atomic import atomic_directory, check_target
+from sdfcar.io.case import write_case
 from sdfcar.io.images import read_view, read_volume, write_volume
 from sdfcar.metrics import evaluate
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
+from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
+from sdfcar.progress import MODES as PROGRESS_MODES
+from sdfcar.progress import reporter
 from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
 from sdfcar.xa.vessels import (DEFAULT_PIXEL_MM, attenuation_from_intensity, extract_vessels,
-                      write_extraction)
-
-EXIT_BAD_INPUT = 2
+                               write_extraction)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,26 +64,29 @@ def _grid_from(args: argparse.Namespace) -> VolumeGrid:
                          .replace("volume.spacing_mm", "--spacing")) from None
 
 
-#: Preset for DICOM XA input: real angiograms carry noise the voxel prior cannot absorb.
-XA_PRESET = "tubes"
-
-
 def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} "
                         f"(default: default; {XA_PRESET} for DICOM XA input)")
     parser.add_argument("--device", default=None, help=f"one of {DEVICE_CHOICES} (default auto)")
     parser.add_argument("--seed", type=int, default=None, help="optimisation seed (default 0)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="optimisation iterations (default: the preset's)")
+                        help="iterations of the preset's method (default: the preset's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override any preset setting, e.g. "
-                        "--set field.levels=8 --set loss.eikonal=0.1 (repeatable)")
+                        "--set field.network.levels=8 --set field.loss.eikonal=0.1 "
+                        "(repeatable)")
 
 
-def _config_from(args: argparse.Namespace, default_preset: str = "default", **settings):
-    return build_config(args.preset or default_preset, args.overrides,
-                        iterations=args.iterations, seed=args.seed, device=args.device,
-                        **settings)
+def _progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                        help="progress on stderr: a bar on a terminal and a line every 10 %% "
+                        "otherwise (auto), either of those (bar, percent), machine-readable "
+                        "'PROGRESS done total unit loss stage' lines for GUIs (lines), or none")
+
+
+def _request(args: argparse.Namespace, **settings) -> ConfigRequest:
+    return ConfigRequest.of(args.preset, args.overrides, args.iterations, seed=args.seed,
+                            device=args.device, **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attenuation of contrast-filled blood per mm that scales the "
                     f"line-integral proxies (default {CONTRAST_MU_PER_MM})")
     reconstruct.add_argument("--overwrite", action="store_true")
-    reconstruct.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
-                             help="progress on stderr: a tqdm bar, machine-readable lines "
-                             "'PROGRESS done total loss' (for GUIs), or none")
+    _progress_argument(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="same as --progress none")
     reconstruct.set_defaults(run=run_reconstruct)
 
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--kind", choices=("lca", "rca"), default="lca")
     demo.add_argument("--phantom-seed", type=int, default=0)
     _reconstruction_arguments(demo)
+    _progress_argument(demo)
     demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(run=run_demo)
 
@@ -247,30 +250,20 @@ def run_simulate(args: argparse.Namespace) -> None:
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
-    """``sdfcar reconstruct``: optimise the field for one case and write every output."""
+    """``sdfcar reconstruct``: reconstruct a case folder or two XA runs, write every output."""
     from sdfcar.io.outputs import write_outputs
-    from sdfcar.pipeline.reconstruct import reconstruct
+    from sdfcar.pipeline.inputs import from_case_dir
+    from sdfcar.pipeline.run import run
 
     started = time.perf_counter()
     xa_input = _xa_input(args)
-    config = _config_from(args, XA_PRESET if xa_input else "default", target=args.target)
+    config = _request(args, target=args.target).build(XA_PRESET if xa_input else CASE_PRESET)
     check_target(args.out, args.overwrite)
-    masks, extra, write_extra = None, {"case_dir": str(args.case_dir)}, None
-    if xa_input:
-        pair = _prepare_pair(args)
-        case, masks, write_extra = pair.case, pair.masks, lambda staging: pair.write_views(
-            staging / "views")
-        extra = {"views": {"view1": str(args.view1), "view2": str(args.view2)},
-                 "xa": pair.report}
-    else:
-        case = load_case(args.case_dir)
-    mode = "none" if args.quiet else args.progress
-    result = reconstruct(case.views, case.geometry, config, progress=mode == "bar",
-                         on_iteration=print_progress_line if mode == "lines" else None,
-                         masks=masks)
-    write_outputs(args.out, result, args.overwrite, extra, started, write_extra)
-    print(f"wrote {args.out} ({result.run['vessel_voxels']} vessel voxels, "
-          f"{result.run['components']} component(s), {time.perf_counter() - started:.1f} s)")
+    inputs = _prepare_pair(args) if xa_input else from_case_dir(args.case_dir)
+    result = run(inputs, config, reporter("none" if args.quiet else args.progress))
+    write_outputs(args.out, result, args.overwrite, started=started)
+    print(f"wrote {args.out} ({result.record.vessel_voxels} vessel voxels, "
+          f"{result.record.components} component(s), {time.perf_counter() - started:.1f} s)")
 
 
 def _xa_input(args: argparse.Namespace) -> bool:
@@ -294,26 +287,21 @@ def _xa_input(args: argparse.Namespace) -> bool:
 
 
 def _prepare_pair(args: argparse.Namespace):
-    """The two XA runs of ``reconstruct``: frames, masks, proxies and report; prints the
-    frames chosen and logs the warnings."""
-    from sdfcar.xa import load_geometry_overrides, prepare_xa_pair
+    """The two XA runs of ``reconstruct`` as pipeline inputs: frames, masks, proxies and
+    report; prints the frames chosen and logs the warnings."""
+    from sdfcar.pipeline.inputs import from_xa_pair
+    from sdfcar.xa import load_geometry_overrides
 
     overrides = load_geometry_overrides(args.geometry) if args.geometry else None
     frame = None if args.frame is None else (args.frame[0] if len(args.frame) == 1
                                              else tuple(args.frame))
     mu = CONTRAST_MU_PER_MM if args.mu is None else args.mu
-    pair = prepare_xa_pair(args.view1, args.view2, frame, overrides,
-                           masks=(args.mask1, args.mask2), mu_per_mm=mu)
-    print(f"frames: {pair.frames_line()}", flush=True)
-    for note in pair.warnings():
+    inputs = from_xa_pair(args.view1, args.view2, frame, overrides,
+                          masks=(args.mask1, args.mask2), mu_per_mm=mu)
+    print(f"frames: {inputs.pair.frames_line()}", flush=True)
+    for note in inputs.pair.warnings():
         logging.warning(note)
-    return pair
-
-
-def print_progress_line(done: int, total: int, loss: float) -> None:
-    """Write ``PROGRESS done total loss`` to stderr at every whole percent (and the end)."""
-    if done == total or (100 * done) // total != (100 * (done - 1)) // total:
-        print(f"PROGRESS {done} {total} {loss:.6g}", file=sys.stderr, flush=True)
+    return inputs
 
 
 def _label_of(path: Path) -> Path:
@@ -336,30 +324,32 @@ def format_scores(scores: dict) -> str:
 
 def run_demo(args: argparse.Namespace) -> None:
     """``sdfcar demo``: phantom, simulated views, reconstruction and scores in one folder."""
-    from sdfcar.synthetic.phantom import label_volume
     from sdfcar.io.outputs import write_outputs
-    from sdfcar.pipeline.reconstruct import reconstruct
+    from sdfcar.pipeline.inputs import from_arrays
+    from sdfcar.pipeline.run import run
+    from sdfcar.synthetic.phantom import label_volume
 
     started = time.perf_counter()
-    config = _config_from(args)
+    config = _request(args).build(CASE_PRESET)
     check_target(args.out, args.overwrite)
     geometry = CaseGeometry(REFERENCE_VIEWS)
     label = label_volume(args.kind, args.phantom_seed, geometry.volume)
     case = simulate_case(label, geometry.volume, geometry, device=resolve_device(config.device))
-    result = reconstruct(case.views, case.geometry, config)
+    result = run(from_arrays(case.views, case.geometry), config, reporter(args.progress))
     scores = evaluate(result.label > 0, label > 0, result.grid, geometry.volume)
     with atomic_directory(args.out, args.overwrite) as staging:
         write_volume(staging / "gt.nii.gz", label, geometry.volume)
         write_case(staging / "case", case)
-        write_outputs(staging / "reconstruction", result, extra_run={"scores": scores},
+        write_outputs(staging / "reconstruction", result, extra={"scores": scores},
                       started=started)
+    seconds = result.record.seconds
     print(f"ground truth   : {args.out / 'gt.nii.gz'} ({args.kind}, seed {args.phantom_seed})")
     print(f"simulated case : {args.out / 'case'}")
     print(f"reconstruction : {args.out / 'reconstruction'} (label, sdf, occupancy, "
           "segmentation.seg.nrrd, mesh.vtk, report.png, run.json)")
-    print(f"time           : {time.perf_counter() - started:.1f} s "
-          f"({result.run['seconds_per_iteration'] * 1000:.0f} ms/iteration, "
-          f"{result.run['path']} path)")
+    print(f"time           : {time.perf_counter() - started:.1f} s ({config.preset}: "
+          + ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items()
+                      if stage != "reconstruct") + ")")
     print(format_scores(scores))
 
 
@@ -368,7 +358,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     returns 1 when a case failed (its error is in OUT/batch.jsonl)."""
     from sdfcar.apps.batch import run_batch
 
-    summary = run_batch(args.manifest, args.out, _config_from(args), address=args.address,
+    summary = run_batch(args.manifest, args.out, _request(args), address=args.address,
                         num_cpus=args.num_cpus, cpus_per_case=args.cpus_per_case,
                         gpus_per_case=args.gpus_per_case, retries=args.retries,
                         resume=args.resume, overwrite=args.overwrite,
@@ -422,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.run(args)
     except InputError as error:
-        print(f"sdfcar {args.command}: error: {error}", file=sys.stderr)
+        print(error_line(args.command, str(error)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"sdfcar {args.command}: interrupted", file=sys.stderr)

@@ -24,7 +24,7 @@ from sdfcar.io.mesh import surface_from_sdf, write_vtk
 from sdfcar.io.report import write_report
 
 if TYPE_CHECKING:
-    from sdfcar.pipeline.reconstruct import Result
+    from sdfcar.pipeline.run import Result
 
 SEGMENT_NAME = "Coronary artery"
 SEGMENT_COLOR = (0.85, 0.2, 0.2)
@@ -37,35 +37,45 @@ SEGMENT_TERMINOLOGY = {
 
 
 def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
-                  extra_run: dict | None = None, started: float | None = None,
-                  write_extra: Callable[[Path], None] | None = None) -> Path:
+                  extra: dict[str, Any] | None = None, started: float | None = None,
+                  label_saver: Callable[[np.ndarray, Path], None] | None = None) -> Path:
     """Write every output file of ``result`` into ``out_dir`` atomically; returns ``out_dir``.
 
-    An existing ``out_dir`` is refused (:class:`~sdfcar.errors.InputError`) unless
-    ``overwrite``; on any failure nothing is left under ``out_dir``'s name. With
-    ``started`` (a ``time.perf_counter()`` value), ``run.json`` records ``seconds_total``
-    up to the moment it is written, after every other file. ``write_extra`` is called with
-    the staging folder to add files of the caller's (e.g. the 2D views of an XA pair), so
-    they appear or vanish with the rest.
+    The one writer of every front end. An existing ``out_dir`` is refused
+    (:class:`~sdfcar.errors.InputError`) unless ``overwrite``; on any failure nothing is left
+    under ``out_dir``'s name. ``extra`` sections are added to ``run.json`` (scores, the batch
+    case, ...); with ``started`` (a ``time.perf_counter()`` value) its ``seconds.total`` runs
+    up to the moment it is written, after every other file. ``label_saver(label, path)``
+    writes ``label.nii.gz`` instead of the engine's writer (the MONAI bundle's ``SaveImage``).
+    The input's own outputs (an XA pair's 2D step in ``views/``) are written with the rest.
     """
     out_dir = Path(out_dir)
     grid = result.grid
     with atomic_directory(out_dir, overwrite) as staging:
-        write_volume(staging / "label.nii.gz", np.asarray(result.label, np.uint8), grid)
+        label = np.asarray(result.label, np.uint8)
+        if label_saver is None:
+            write_volume(staging / "label.nii.gz", label, grid)
+        else:
+            label_saver(label, staging / "label.nii.gz")
         write_volume(staging / "sdf.nii.gz", np.asarray(result.sdf, np.float32), grid)
         write_volume(staging / "occupancy.nii.gz", np.asarray(result.occupancy, np.float32),
                      grid)
         write_segmentation(staging / "segmentation.seg.nrrd", result.label, grid)
         write_vtk(staging / "mesh.vtk", *surface_from_sdf(result.sdf, grid))
         write_report(staging / "report.png", result)
-        if write_extra is not None:
-            write_extra(staging)
-        run = {**result.run, **(extra_run or {})}
+        result.inputs.write_extra(staging)
+        run = {**result.record.to_dict(), **(extra or {})}
         if started is not None:
-            run["seconds_total"] = round(time.perf_counter() - started, 3)
-        text = json.dumps(strict_json(run), indent=2, allow_nan=False, default=str)
-        (staging / "run.json").write_text(text + "\n")
+            run["seconds"] = {**run["seconds"], "total": round(time.perf_counter() - started, 3)}
+        write_json(staging / "run.json", run)
     return out_dir
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Strict JSON (NaN/inf as null, numpy values as plain numbers), indented."""
+    text = json.dumps(strict_json(data), indent=2, allow_nan=False, default=str)
+    path.write_text(text + "\n")
+    return path
 
 
 def write_segmentation(path: str | Path, label: np.ndarray, grid: VolumeGrid) -> Path:

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from sdfcar.geometry import VolumeGrid
 
 if TYPE_CHECKING:
-    from sdfcar.pipeline.reconstruct import Result
+    from sdfcar.pipeline.run import Result
 
 DPI = 80
 ROW_HEIGHT_IN = 3.3
@@ -23,7 +23,7 @@ LPS_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
 
 def write_report(path: str | Path, result: Result) -> Path:
     """Write ``report.png``: per view target / reprojection / difference, then label MIPs."""
-    views = list(zip(result.targets, result.reprojections))
+    views = list(zip(result.views, result.reprojections))
     figure = Figure(figsize=(WIDTH_IN, ROW_HEIGHT_IN * (len(views) + 1)), dpi=DPI,
                     layout="constrained")
     FigureCanvasAgg(figure)

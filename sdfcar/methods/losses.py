@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from sdfcar.physics.projector import silhouette
+from sdfcar.physics.projector import soft_silhouette
 
 #: Sharpness (1/mm) of the soft silhouette used by the 2D-SDF term.
 SILHOUETTE_K = 4.0
@@ -58,8 +58,8 @@ def silhouette_bce(predicted: torch.Tensor, mask: torch.Tensor, k: float) -> tor
 
 def boundary_sdf2d(predicted: torch.Tensor, target_sdf: torch.Tensor,
                    k: float = SILHOUETTE_K) -> torch.Tensor:
-    """Differentiable 2D-SDF term: ``mean(silhouette(p) * phi)`` (mm)."""
-    return torch.mean(silhouette(predicted, k) * target_sdf)
+    """Differentiable 2D-SDF term: ``mean(soft_silhouette(p) * phi)`` (mm)."""
+    return torch.mean(soft_silhouette(predicted, k) * target_sdf)
 
 
 def thresholded_sdf2d(predicted: torch.Tensor, target_sdf: torch.Tensor,

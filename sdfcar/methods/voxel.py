@@ -1,4 +1,4 @@
-"""Box-constrained fit of per-voxel occupancy inside the visual hull.
+"""The voxel method: box-constrained fit of per-voxel occupancy inside the visual hull.
 
 Finds ``0 <= x <= 1`` minimising ``sum_k || A_k x - y_k ||^2_{R_k}`` (``loss="lsq"``, line
 integrals) or the silhouette binary cross-entropy of ``s = 1 - exp(-k A_k x)`` against
@@ -12,11 +12,17 @@ fit goes, which is most of the hull.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+
+from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.physics.projector import SparseSystemMatrix
+from sdfcar.progress import Progress, Step
 
 FitProgress = Callable[[int, int, float], None]
 """Called with (iterations done, total iterations, data misfit)."""
@@ -129,3 +135,46 @@ class _Scaled:
         return sum(t @ (scale * r) for t, scale, r in
                    zip(self.transposes, self.row_scale, residuals))
 
+
+
+@dataclass(frozen=True)
+class VoxelSettings:
+    """Settings of the voxel method (``voxel`` section)."""
+
+    #: Iterations of the box-constrained fit.
+    iterations: int = 3000
+    #: Scale of the SIRT step (1 is the safe bound; up to about 1.5 converges faster).
+    relaxation: float = 1.5
+
+    POSITIVE: ClassVar[tuple[str, ...]] = ("iterations", "relaxation")
+
+
+class VoxelMethod:
+    """Per-voxel occupancy in [0, 1] inside the visual hull (:func:`fit_occupancy`), by least
+    squares on line integrals or silhouette cross-entropy on masks."""
+
+    name: ClassVar[str] = "voxel"
+    priors: ClassVar[tuple[str, ...]] = ("none",)
+
+    def unusable(self, problem: Problem) -> str | None:
+        """Why this method cannot run on ``problem`` (it needs the visual hull), or None."""
+        if problem.hull_system.systems is None:
+            return "the voxel fit needs the visual hull (hull.mode auto or on, a usable hull)"
+        return None
+
+    def fit(self, problem: Problem, settings: VoxelSettings, progress: Progress,
+            prior: Reconstruction | None = None) -> Reconstruction:
+        """Fit the hull's voxels to both views."""
+        started = time.perf_counter()
+        system = problem.hull_system
+        occupancy = fit_occupancy(
+            [to_scipy(matrix) for matrix in system.systems],
+            [values.cpu().numpy() for values in system.measured], settings.iterations,
+            settings.relaxation,
+            on_iteration=lambda done, total, misfit: progress(
+                Step("voxel fit", done, total, "iteration", misfit)),
+            loss="bce" if problem.target == "mask" else "lsq", k=problem.silhouette.k)
+        statistics: dict[str, Any] = {
+            "iterations": settings.iterations, "hull_voxels": int(system.hull.sum()),
+            "seconds": round(time.perf_counter() - started, 3)}
+        return Reconstruction(system.on_grid(occupancy), None, statistics)

@@ -34,8 +34,8 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(np.median(np.abs(response)) / (6.0 * 0.6745))
 
 
-def silhouette(image: np.ndarray, threshold_mm: float, noise_sigmas: float
-               ) -> tuple[np.ndarray, float]:
+def threshold_silhouette(image: np.ndarray, threshold_mm: float, noise_sigmas: float
+                         ) -> tuple[np.ndarray, float]:
     """Vessel mask of a line-integral view and the threshold used (mm).
 
     A clean view is thresholded at ``threshold_mm``. A noisy one is smoothed first and

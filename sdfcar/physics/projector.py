@@ -252,7 +252,7 @@ class _ProjectFunction(torch.autograd.Function):
         return grad, None, None, None
 
 
-def silhouette(integral: torch.Tensor, k: float = 4.0) -> torch.Tensor:
+def soft_silhouette(integral: torch.Tensor, k: float = 4.0) -> torch.Tensor:
     """Soft silhouette ``1 - exp(-k * integral)`` for binary-mask targets (k in 1/mm)."""
     return 1.0 - torch.exp(-k * integral)
 

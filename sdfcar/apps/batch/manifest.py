@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdfcar.io.case import Case, load_case
 from sdfcar.errors import fail
+from sdfcar.pipeline.inputs import Inputs, from_case_dir, from_xa_pair
 
 KEYS = ("case", "case_dir", "view1", "view2", "gt")
 #: Name of the outcome log inside the output folder; no case may take it.
@@ -43,16 +43,12 @@ class BatchCase:
         return {key: str(path) for key, path in paths.items() if path}
 
 
-def load_batch_case(entry: BatchCase) -> Case:
-    """Read the two views and geometry of one manifest row (a case folder or a DICOM pair)."""
+def batch_inputs(entry: BatchCase) -> Inputs:
+    """The pipeline inputs of one manifest row: a case folder, or a DICOM XA pair read as
+    ``sdfcar reconstruct --view1 --view2`` reads it (automatic frames, extracted masks)."""
     if entry.case_dir is not None:
-        return load_case(entry.case_dir)
-    try:
-        from sdfcar.xa import load_xa_pair
-    except ImportError as error:
-        raise fail(f"{entry.name}: view1/view2",
-                   f"DICOM XA input is not available in this installation ({error})") from None
-    return load_xa_pair(*entry.views)
+        return from_case_dir(entry.case_dir)
+    return from_xa_pair(*entry.views)
 
 
 def read_manifest(manifest: str | Path | Iterable[Mapping[str, Any]]) -> list[BatchCase]:

@@ -26,13 +26,14 @@ from ray import exceptions as ray_errors
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from sdfcar.config import ReconstructionConfig, build_config
+from sdfcar.apps.batch.manifest import LOG_NAME, BatchCase, batch_inputs, read_manifest
+from sdfcar.config import ConfigRequest, ReconstructionConfig
 from sdfcar.device import resolve_device
 from sdfcar.errors import InputError, fail
 from sdfcar.io.images import read_volume
 from sdfcar.io.outputs import write_outputs
-from sdfcar.pipeline.reconstruct import reconstruct
-from sdfcar.apps.batch.manifest import LOG_NAME, BatchCase, load_batch_case, read_manifest
+from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
+from sdfcar.pipeline.run import run
 from sdfcar.apps.batch.outcomes import OutcomeLog, read_outcomes
 from sdfcar.apps.batch.summary import BatchSummary
 
@@ -85,7 +86,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
 
 
-def reconstruct_entry(entry: BatchCase, config: ReconstructionConfig, out_root: Path,
+Settings = ConfigRequest | ReconstructionConfig
+"""A batch's settings: one config for every case, or a request built per case (its preset
+then defaults to the case's kind: case folders and DICOM pairs as ``sdfcar reconstruct``)."""
+
+
+def case_config(settings: Settings, entry: BatchCase) -> ReconstructionConfig:
+    """The config of one manifest row."""
+    if isinstance(settings, ReconstructionConfig):
+        return settings
+    return settings.build(CASE_PRESET if entry.case_dir is not None else XA_PRESET)
+
+
+def reconstruct_entry(entry: BatchCase, settings: Settings, out_root: Path,
                       threads: int) -> dict[str, Any]:
     """Reconstruct one case into ``out_root/<case>`` (replacing what is there) and return
     its record; bad input gives a ``failed`` record, any other error propagates."""
@@ -94,18 +107,18 @@ def reconstruct_entry(entry: BatchCase, config: ReconstructionConfig, out_root: 
     record: dict[str, Any] = {"case": entry.name, "status": "failed",
                               "node": socket.gethostname()}
     try:
+        config = case_config(settings, entry)
         record["device"] = str(resolve_device(config.device))
         truth = read_volume(entry.gt) if entry.gt else None
-        case = load_batch_case(entry)
-        result = reconstruct(case.views, case.geometry, config, progress=False)
+        result = run(batch_inputs(entry), config)
         metrics = None
         if truth is not None:
             from sdfcar.metrics import evaluate  # MONAI: imported only where cases have GT
 
             metrics = evaluate(result.label > 0, truth[0] > 0, result.grid, truth[1])
         write_outputs(out_root / entry.name, result, overwrite=True, started=started,
-                      extra_run={"batch": {"case": entry.name, **entry.source()},
-                                 "metrics": metrics})
+                      extra={"batch": {"case": entry.name, **entry.source()},
+                             "metrics": metrics})
         record.update(status="ok", metrics=metrics)
     except InputError as error:
         record["error"] = str(error)
@@ -114,7 +127,7 @@ def reconstruct_entry(entry: BatchCase, config: ReconstructionConfig, out_root: 
 
 
 def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str | Path,
-              config: ReconstructionConfig | None = None, *, address: str | None = None,
+              settings: Settings | None = None, *, address: str | None = None,
               num_cpus: int | None = None, cpus_per_case: float = 1.0,
               gpus_per_case: float = 0.0, retries: int = 2, resume: bool = False,
               overwrite: bool = False, progress: bool = True) -> BatchSummary:
@@ -130,9 +143,10 @@ def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str |
     cases recorded ok) or ``overwrite`` (redo every case, new log). Bad arguments raise
     :class:`~sdfcar.errors.InputError` before any case runs.
     """
-    config = config or build_config()
+    settings = settings or ConfigRequest()
     entries = read_manifest(manifest)
-    _check_options(config, cpus_per_case, gpus_per_case, retries, num_cpus, resume, overwrite)
+    configs = [case_config(settings, entry) for entry in entries]  # bad settings fail here
+    _check_options(configs[0].device, cpus_per_case, gpus_per_case, retries, num_cpus, resume, overwrite)
     out_dir = Path(out_dir).expanduser().absolute()
     previous = _previous_outcomes(entries, out_dir, resume, overwrite)
     done = {e.name: previous[e.name] for e in entries
@@ -151,7 +165,7 @@ def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str |
                 started = time.perf_counter()
                 task = ray.remote(reconstruct_entry).options(
                     num_cpus=cpus_per_case, num_gpus=gpus_per_case, max_retries=0)
-                for record in _schedule(todo, task, config, out_dir, cpus_per_case, retries,
+                for record in _schedule(todo, task, settings, out_dir, cpus_per_case, retries,
                                         progress):
                     outcomes.append(record)
                     records[record["case"]] = record
@@ -162,13 +176,13 @@ def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str |
                         round(time.perf_counter() - started, 3))
 
 
-def _schedule(todo: list[BatchCase], task: Any, config: ReconstructionConfig, out_dir: Path,
+def _schedule(todo: list[BatchCase], task: Any, settings: Settings, out_dir: Path,
               cpus_per_case: float, retries: int, progress: bool) -> Iterator[dict[str, Any]]:
     """Submit every case, yield each final record as it comes in, resubmit transient
     failures; a progress bar counts the cases done and failed."""
     threads = max(1, int(cpus_per_case))
-    config_ref = ray.put(config)
-    pending = {task.remote(entry, config_ref, out_dir, threads): (entry, 1) for entry in todo}
+    settings_ref = ray.put(settings)
+    pending = {task.remote(entry, settings_ref, out_dir, threads): (entry, 1) for entry in todo}
     failed = 0
     bar = tqdm(total=len(todo), desc="sdfcar batch", unit="case", disable=not progress,
                dynamic_ncols=True)
@@ -182,7 +196,7 @@ def _schedule(todo: list[BatchCase], task: Any, config: ReconstructionConfig, ou
                 if is_transient(error) and attempt <= retries:
                     log.warning("%s: %s; retrying (attempt %d of %d)", entry.name,
                                 _one_line(error), attempt + 1, retries + 1)
-                    pending[task.remote(entry, config_ref, out_dir, threads)] = (entry,
+                    pending[task.remote(entry, settings_ref, out_dir, threads)] = (entry,
                                                                                  attempt + 1)
                     continue
                 record = _failure(entry, error)
@@ -209,7 +223,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def _check_options(config: ReconstructionConfig, cpus: float, gpus: float, retries: int,
+def _check_options(device: str, cpus: float, gpus: float, retries: int,
                    num_cpus: int | None, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise fail("--resume", "cannot be combined with --overwrite")
@@ -222,12 +236,12 @@ def _check_options(config: ReconstructionConfig, cpus: float, gpus: float, retri
         raise fail("--retries", f"expected 0 or more, got {retries}")
     if num_cpus is not None and num_cpus < 1:
         raise fail("--num-cpus", f"expected 1 or more, got {num_cpus}")
-    if config.device == "cuda" or config.device.startswith("cuda:"):
+    if device == "cuda" or device.startswith("cuda:"):
         if gpus == 0:
-            raise fail("--gpus-per-case", f"--device {config.device} needs a GPU share per "
-                                          "case (e.g. --gpus-per-case 1 or 0.25)")
+            raise fail("--gpus-per-case", f"--device {device} needs a GPU share per case "
+                                          "(e.g. --gpus-per-case 1 or 0.25)")
     else:
-        resolve_device(config.device)  # checks the name; CUDA is checked where cases run
+        resolve_device(device)  # checks the name; CUDA is checked where cases run
 
 
 def _check_resources(cpus: float, gpus: float, local: bool) -> None:

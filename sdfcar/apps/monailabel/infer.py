@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from sdfcar.errors import InputError
-from sdfcar.physics.hull import silhouette
-from sdfcar.io.images import write_volume
-from sdfcar.metrics import dice
-from sdfcar.io.outputs import strict_json
-from sdfcar.pipeline.reconstruct import ProgressCallback, Result, reconstruct
 from sdfcar.apps.monailabel.studies import RequestError, TwoViewJob, resolve_request
+from sdfcar.errors import InputError
+from sdfcar.io.images import write_volume
+from sdfcar.io.outputs import strict_json
+from sdfcar.pipeline.inputs import from_arrays
+from sdfcar.pipeline.run import Result, run
+from sdfcar.progress import Progress, Step, crosses
 
 log = logging.getLogger(__name__)
 #: Progress is logged at every tenth of the iterations (and at the last one).
@@ -40,46 +40,36 @@ def run_request(request: Mapping[str, Any], studies_dir: str | Path,
     started = time.perf_counter()
     job = resolve_request(request, studies_dir)
     loaded = time.perf_counter()
-    log.info("sdfcar %s: views %s + %s, geometry from %s, preset %s, %d iterations, "
-             "device %s", job.case, *job.view_ids, job.geometry_source, job.config.preset,
-             job.config.iterations, job.config.device)
+    log.info("sdfcar %s: views %s + %s, geometry from %s, preset %s (method %s), device %s",
+             job.case, *job.view_ids, job.geometry_source, job.config.preset,
+             job.config.method, job.config.device)
     try:
-        result = reconstruct(job.views, job.geometry, job.config, progress=False,
-                             on_iteration=progress_logger(job.case))
-    except InputError as error:  # e.g. fast_path=on with an unsafe visual hull
+        result = run(from_arrays(job.views, job.geometry), job.config,
+                     progress_logger(job.case))
+    except InputError as error:  # e.g. hull.mode=on with an unusable visual hull
         raise RequestError(str(error)) from None
-    timings = {"seconds_load": loaded - started,
-               "seconds_reconstruct": result.run["seconds_reconstruct"],
-               "seconds_optimise": result.run["seconds_optimise"],
-               "seconds_per_iteration": result.run["seconds_per_iteration"],
-               "seconds_total": time.perf_counter() - started}
-    summary = summarise(job, result, {k: round(v, 3) for k, v in timings.items()})
+    timings = {"load": round(loaded - started, 3), **result.record.seconds,
+               "total": round(time.perf_counter() - started, 3)}
+    summary = summarise(job, result, timings)
     label_path = _write_label(result, out_dir)  # last: a failure before leaves no file
     log.info("sdfcar %s: done in %.1f s, %d vessel voxels, silhouette Dice %s", job.case,
-             timings["seconds_total"], result.run["vessel_voxels"],
+             timings["total"], result.record.vessel_voxels,
              ", ".join(f"{s['silhouette_dice']:.3f}" for s in summary["scores"]["views"]))
     return label_path, summary
 
 
-def progress_logger(case: str, steps: int = PROGRESS_STEPS) -> ProgressCallback:
-    """An ``on_iteration`` callback that logs ``iteration done/total, loss`` ``steps`` times."""
-    def report(done: int, total: int, loss: float) -> None:
-        if done == total or (steps * done) // total != (steps * (done - 1)) // total:
-            log.info("sdfcar %s: iteration %d/%d, loss %.4g", case, done, total, loss)
+def progress_logger(case: str, steps: int = PROGRESS_STEPS) -> Progress:
+    """A :data:`~sdfcar.progress.Progress` that logs each stage ``steps`` times."""
+    def report(step: Step) -> None:
+        if crosses(step, steps):
+            log.info("sdfcar %s: %s", case, step.describe())
     return report
 
 
 def summarise(job: TwoViewJob, result: Result, timings: dict[str, float]) -> dict[str, Any]:
     """The JSON answer: what was reconstructed, from what, how well and how fast."""
-    config = result.config
-    views = []
-    for error, target, reprojection in zip(result.run["reprojection_error"], result.targets,
-                                           result.reprojections):
-        measured, _ = silhouette(target, config.silhouette_threshold_mm,
-                                 config.silhouette_noise_sigmas)
-        fitted = reprojection > config.silhouette_threshold_mm
-        # metrics.dice takes volumes: a view is a one-slice volume here.
-        views.append({**error, "silhouette_dice": dice(fitted[None], measured[None])})
+    record = result.record
+    views = record.reprojection
     return strict_json({
         "case": job.case,
         "views": {"view1": job.view_ids[0], "view2": job.view_ids[1]},
@@ -87,14 +77,13 @@ def summarise(job: TwoViewJob, result: Result, timings: dict[str, float]) -> dic
         "geometry": job.geometry.to_dict(),
         "label": {"file_format": "nifti", "dtype": "uint8", "values": {"1": "coronary artery"},
                   "grid": result.grid.to_dict(), "origin_mm": result.grid.origin_mm,
-                  "vessel_voxels": result.run["vessel_voxels"],
-                  "components": result.run["components"]},
+                  "vessel_voxels": record.vessel_voxels, "components": record.components},
         "scores": {"views": views,
                    "mean_silhouette_dice": float(np.mean([v["silhouette_dice"] for v in views])),
                    "mean_relative_l2": float(np.mean([v["relative_l2"] for v in views]))},
-        "timings": timings,
-        "run": {key: result.run[key] for key in ("preset", "iterations", "seed", "device",
-                                                 "path", "sdfcar_version", "torch_version")},
+        "seconds": timings,
+        "run": {key: value for key, value in record.to_dict().items()
+                if key not in ("config", "inputs", "reprojection", "seconds")},
     })
 
 

@@ -30,7 +30,7 @@ from sdfcar.device import resolve_device
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.images import VIEW_SUFFIXES, read_view
-from sdfcar.pipeline.reconstruct import validate_views
+from sdfcar.pipeline.problem import validate_views
 
 #: Request key under which an app keeps the image id as the client sent it (MONAI Label
 #: replaces ``image`` with a file path before the task sees the request).

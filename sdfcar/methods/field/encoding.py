@@ -1,10 +1,11 @@
-"""Multi-resolution hash-grid encoding (instant-NGP) with a ``torch`` / ``tcnn`` switch.
+"""Multi-resolution hash-grid encoding (instant-NGP), implementation chosen once.
 
-The pure-PyTorch implementation is the reference and what CI tests: levels whose vertex
-grid fits in the table are stored densely and interpolated with ``grid_sample`` (one fused
-kernel per level), finer levels use a spatial hash and an explicit trilinear gather. When
-``tinycudann`` imports and the input lives on a CUDA device, ``implementation="auto"``
-uses tiny-cuda-nn's fused HashGrid with the same configuration.
+:class:`HashGridEncoding` is the pure-PyTorch reference and what CI tests: levels whose
+vertex grid fits in the table are stored densely and interpolated with ``grid_sample`` (one
+fused kernel per level), finer levels use a spatial hash and an explicit trilinear gather.
+:class:`TcnnHashGridEncoding` is tiny-cuda-nn's fused HashGrid with the same configuration.
+:func:`hash_grid` picks one when the field is built: ``auto`` takes tiny-cuda-nn on a CUDA
+device when ``tinycudann`` imports, PyTorch otherwise; ``tcnn`` without it is an error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sdfcar.errors import fail
 from sdfcar.optional import tcnn_available
 
 # Large primes of the spatial hash (Teschner et al. 2003, as used by instant-NGP).
@@ -43,14 +45,8 @@ class HashGridEncoding(nn.Module):
 
     def __init__(self, levels: int = 16, features_per_level: int = 2,
                  log2_hashmap_size: int = 19, base_resolution: int = 16,
-                 finest_resolution: int = 2048, implementation: str = "auto",
-                 init_scale: float = 1e-4) -> None:
+                 finest_resolution: int = 2048, init_scale: float = 1e-4) -> None:
         super().__init__()
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation: expected one of {IMPLEMENTATIONS}, "
-                             f"got {implementation!r}")
-        if implementation == "tcnn" and not tcnn_available():
-            raise RuntimeError("implementation='tcnn' but tinycudann is not importable")
         self.levels = levels
         self.features_per_level = features_per_level
         self.table_size = 2**log2_hashmap_size
@@ -66,29 +62,14 @@ class HashGridEncoding(nn.Module):
             else:
                 shape = (self.table_size, features_per_level)
                 self.hashed.append(nn.Parameter(torch.empty(shape).uniform_(-init_scale, init_scale)))
-        self._tcnn = None
-        if implementation != "torch" and tcnn_available():
-            self._tcnn = self._build_tcnn(base_resolution, log2_hashmap_size)
 
     @property
     def output_dim(self) -> int:
         """Number of features per point."""
         return self.levels * self.features_per_level
 
-    def _build_tcnn(self, base_resolution: int, log2_hashmap_size: int) -> nn.Module:
-        import tinycudann as tcnn
-
-        return tcnn.Encoding(3, {
-            "otype": "HashGrid", "n_levels": self.levels,
-            "n_features_per_level": self.features_per_level,
-            "log2_hashmap_size": log2_hashmap_size, "base_resolution": base_resolution,
-            "per_level_scale": self.per_level_scale,
-        })
-
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Encode ``(N, 3)`` points in ``[0, 1]^3`` (clamped)."""
-        if self._tcnn is not None and points.is_cuda:
-            return self._tcnn(points).to(points.dtype)
         points = points.clamp(0.0, 1.0)
         features = [self._dense_level(grid, points) for grid in self.dense]
         hashed_resolutions = self.resolutions[len(self.dense):]
@@ -119,3 +100,47 @@ class HashGridEncoding(nn.Module):
                 weight = weight * (fraction[:, axis] if bit else 1.0 - fraction[:, axis])
             result = result + table[index] * weight[:, None]
         return result
+
+
+class TcnnHashGridEncoding(nn.Module):
+    """tiny-cuda-nn's fused HashGrid with :class:`HashGridEncoding`'s configuration (CUDA
+    only; not exercised where tinycudann is unavailable)."""
+
+    def __init__(self, levels: int = 16, features_per_level: int = 2,
+                 log2_hashmap_size: int = 19, base_resolution: int = 16,
+                 finest_resolution: int = 2048) -> None:
+        super().__init__()
+        import tinycudann as tcnn
+
+        self.levels, self.features_per_level = levels, features_per_level
+        scale, _ = level_resolutions(levels, base_resolution, finest_resolution)
+        self.grid = tcnn.Encoding(3, {
+            "otype": "HashGrid", "n_levels": levels, "n_features_per_level": features_per_level,
+            "log2_hashmap_size": log2_hashmap_size, "base_resolution": base_resolution,
+            "per_level_scale": scale})
+
+    @property
+    def output_dim(self) -> int:
+        """Number of features per point."""
+        return self.levels * self.features_per_level
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Encode ``(N, 3)`` CUDA points in ``[0, 1]^3``."""
+        return self.grid(points.clamp(0.0, 1.0)).to(points.dtype)
+
+
+def hash_grid(levels: int, features_per_level: int, log2_hashmap_size: int,
+              base_resolution: int, finest_resolution: int, implementation: str,
+              device: torch.device) -> nn.Module:
+    """The encoding for ``device``: see the module docstring for how ``implementation``
+    (one of :data:`IMPLEMENTATIONS`) is resolved."""
+    if implementation == "tcnn" and not tcnn_available():
+        raise fail("field.network.implementation", "tcnn needs tinycudann, which does not "
+                                                   "import here (use auto or torch)")
+    if implementation == "tcnn" and device.type != "cuda":
+        raise fail("field.network.implementation", f"tcnn runs on CUDA only, not {device}")
+    use_tcnn = implementation == "tcnn" or (implementation == "auto" and device.type == "cuda"
+                                            and tcnn_available())
+    kind = TcnnHashGridEncoding if use_tcnn else HashGridEncoding
+    return kind(levels, features_per_level, log2_hashmap_size, base_resolution,
+                finest_resolution)

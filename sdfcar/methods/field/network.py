@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from sdfcar.geometry import VolumeGrid
-from sdfcar.methods.field.encoding import HashGridEncoding
+from sdfcar.methods.field.encoding import IMPLEMENTATIONS, hash_grid
 
 FIELD_MODES = ("hybrid", "occupancy")
+ACTIVATIONS = ("leaky_relu", "relu", "softplus")
 
 
 @dataclass(frozen=True)
-class FieldConfig:
+class NetworkSettings:
     """Architecture of the field (see the preset files for the reference values)."""
 
     mode: str = "hybrid"
@@ -32,6 +34,11 @@ class FieldConfig:
     output_bias: float = 0.0
     implementation: str = "auto"
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mode": FIELD_MODES, "activation": ACTIVATIONS, "implementation": IMPLEMENTATIONS}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("levels", "hidden_width", "features_per_level",
+                                           "base_resolution", "finest_resolution")
+
 
 class ImplicitField(nn.Module):
     """A field over the volume's bounding box.
@@ -41,14 +48,13 @@ class ImplicitField(nn.Module):
     occupancy is ``sigmoid(logit)``.
     """
 
-    def __init__(self, config: FieldConfig, grid: VolumeGrid) -> None:
+    def __init__(self, config: NetworkSettings, grid: VolumeGrid,
+                 device: torch.device = torch.device("cpu")) -> None:
         super().__init__()
-        if config.mode not in FIELD_MODES:
-            raise ValueError(f"mode: expected one of {FIELD_MODES}, got {config.mode!r}")
         self.config = config
-        self.encoding = HashGridEncoding(
+        self.encoding = hash_grid(
             config.levels, config.features_per_level, config.log2_hashmap_size,
-            config.base_resolution, config.finest_resolution, config.implementation)
+            config.base_resolution, config.finest_resolution, config.implementation, device)
         corners = grid.affine @ np.array(
             [[i, j, k, 1.0] for i in (-0.5, grid.shape[0] - 0.5) for j in (-0.5, grid.shape[1] - 0.5)
              for k in (-0.5, grid.shape[2] - 0.5)]).T

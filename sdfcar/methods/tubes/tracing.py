@@ -19,27 +19,27 @@ piece. The algorithm:
 4. **Branches**: probes leave every other centreline point in 96 directions; where both
    smoothed residuals stay dark over 1-4 mm beyond the wall, a branch is followed from there
    and joined to its parent point.
-5. **Seeds**: the best-fitting thick tubes (support near 1 in both views) on a coarse grid,
-   at least 5 mm apart. A whole tree is grown from each of the first ``seeds`` of them, and
+5. **Start tubes**: the best-fitting thick tubes (support near 1 in both views) on a coarse grid,
+   at least 5 mm apart. A whole tree is grown from each of the first ``trees`` of them, and
    the tree that leaves the least unexplained integral (sum of absolute residuals over both
-   views) wins: a ghost seed steals signal that the true vessels then miss.
+   views) wins: a ghost start tube steals signal that the true vessels then miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
 
-from sdfcar.config import TubeConfig
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.physics.hull import noise_sigma
 from sdfcar.geometry.tubes import Segment
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
+from sdfcar.progress import Progress, Step, silent
 
 #: Floor of the per-view noise level used to weight residuals (mm of integral).
 MIN_NOISE_MM = 0.1
@@ -50,15 +50,37 @@ FIT_HALF_LENGTH_MM = 1.0
 FIT_MAX_SHIFT_MM = 1.5
 #: Radius bounds of a fit (mm).
 RADIUS_RANGE_MM = (0.3, 3.0)
-#: A seed's support must lie in this range in both views (no overlapping vessel).
-SEED_SUPPORT = (0.85, 1.15)
-SEED_SPACING_MM = 5.0
-SEED_CANDIDATES = 40
+#: A start tube's support must lie in this range in both views (no overlapping vessel).
+START_SUPPORT = (0.85, 1.15)
+START_SPACING_MM = 5.0
+START_CANDIDATES = 40
 #: Branch probes: distances beyond the parent's wall (mm), minimum angle to its axis (deg).
 BRANCH_PROBES_MM = (0.8, 1.6, 2.4, 3.2)
 BRANCH_MIN_ANGLE_DEG = 25.0
 BRANCH_START_MM = 1.2
 BRANCH_START_RADIUS_MM = 0.8
+
+
+@dataclass(frozen=True)
+class TubeSettings:
+    """Settings of the tube tracer (``tubes`` section)."""
+
+    #: Trees grown, each from one start tube; the one leaving the least unexplained wins.
+    trees: int = 6
+    #: Step along a vessel between fits (mm).
+    step_mm: float = 0.8
+    #: A vessel ends where either view's support (fitted scale of its integrals) drops below.
+    min_support: float = 0.5
+    #: ... or where its axis turns by more than this between steps (degrees).
+    max_turn_deg: float = 40.0
+    max_steps: int = 400
+    #: A branch is tried where both smoothed residual views exceed this beyond the wall (mm).
+    branch_threshold_mm: float = 0.5
+    #: ... and kept when it can be followed this many steps.
+    min_branch_steps: int = 4
+
+    POSITIVE: ClassVar[tuple[str, ...]] = ("trees", "step_mm", "min_support", "max_turn_deg",
+                                           "max_steps", "min_branch_steps")
 
 
 @dataclass(frozen=True)
@@ -75,12 +97,12 @@ class TubeFit:
 
 @dataclass
 class TracedTree:
-    """The traced vessels (the first is the seed's; a branch names its parent) and what they
+    """The traced vessels (the first is the start tube's; a branch names its parent) and what they
     leave unexplained in the views (sum of |residual|, mm * px)."""
 
     vessels: list[Segment]
     unexplained: float
-    seeds_tried: int
+    trees_tried: int
 
 
 class _ViewData:
@@ -163,14 +185,14 @@ def _fibonacci_sphere(count: int) -> np.ndarray:
 
 
 class _Tracer:
-    """Grows one tree from a seed, explaining the views away as it goes."""
+    """Grows one tree from a start tube, explaining the views away as it goes."""
 
-    def __init__(self, views: Sequence[_ViewData], grid: VolumeGrid, config: TubeConfig
+    def __init__(self, views: Sequence[_ViewData], grid: VolumeGrid, settings: TubeSettings
                  ) -> None:
         self.views = views
         self.grid = grid
-        self.config = config
-        self.cos_turn = float(np.cos(np.radians(config.max_turn_deg)))
+        self.settings = settings
+        self.cos_turn = float(np.cos(np.radians(settings.max_turn_deg)))
         self.vessels: list[Segment] = []
         self._points = np.empty((0, 3))
         self._radii = np.empty(0)
@@ -189,7 +211,7 @@ class _Tracer:
             np.linalg.norm(self._points[near] - point, axis=1) < self._radii[near]))
 
     def acceptable(self, fit: TubeFit | None, heading: np.ndarray) -> bool:
-        return (fit is not None and min(fit.support) >= self.config.min_support
+        return (fit is not None and min(fit.support) >= self.settings.min_support
                 and abs(float(fit.axis @ heading)) >= self.cos_turn
                 and self.inside_volume(fit.centre))
 
@@ -197,8 +219,8 @@ class _Tracer:
                ) -> list[tuple[np.ndarray, float]]:
         """Points and radii from ``centre`` (excluded) along ``heading`` until the tube ends."""
         path: list[tuple[np.ndarray, float]] = []
-        for _ in range(self.config.max_steps):
-            fit = fit_tube(self.views, centre + self.config.step_mm * heading, heading, radius)
+        for _ in range(self.settings.max_steps):
+            fit = fit_tube(self.views, centre + self.settings.step_mm * heading, heading, radius)
             if not self.acceptable(fit, heading):
                 break
             # The radius may change by a fifth per step: a crossing vessel does not inflate it.
@@ -222,11 +244,11 @@ class _Tracer:
         self._index = cKDTree(self._points)
         return vessel
 
-    def grow(self, seed: TubeFit) -> None:
-        """Trace the seed's vessel both ways, then branches of every traced vessel."""
-        backward = self.follow(seed.centre, -seed.axis, seed.radius)
-        forward = self.follow(seed.centre, seed.axis, seed.radius)
-        self.add(backward[::-1] + [(seed.centre, seed.radius)] + forward)
+    def grow(self, start: TubeFit) -> None:
+        """Trace the start tube's vessel both ways, then branches of every traced vessel."""
+        backward = self.follow(start.centre, -start.axis, start.radius)
+        forward = self.follow(start.centre, start.axis, start.radius)
+        self.add(backward[::-1] + [(start.centre, start.radius)] + forward)
         directions = _fibonacci_sphere(96)
         queue = [self.vessels[0]]
         while queue:
@@ -251,7 +273,7 @@ class _Tracer:
             for direction in directions[np.abs(directions @ axis) <= max_cos]:
                 samples = point + (radius + probes)[:, None] * direction
                 darkness = min(float(v.sample_smoothed(samples).mean()) for v in self.views)
-                if darkness >= self.config.branch_threshold_mm:
+                if darkness >= self.settings.branch_threshold_mm:
                     found.append((darkness, index, direction))
         found.sort(key=lambda item: -item[0])
         return [(index, direction) for _, index, direction in found]
@@ -268,57 +290,49 @@ class _Tracer:
             return None
         heading = fit.axis if fit.axis @ direction > 0 else -fit.axis
         path = self.follow(fit.centre, heading, fit.radius)
-        if len(path) < self.config.min_branch_steps:
+        if len(path) < self.settings.min_branch_steps:
             return None
         return [(parent.points[index], fit.radius), (fit.centre, fit.radius)] + path
 
 
-def find_seeds(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -> list[TubeFit]:
-    """Up to ``count`` seed tubes, best fitting first: at the darkest points (in both views)
+def find_start_tubes(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -> list[TubeFit]:
+    """Up to ``count`` start tubes, best fitting first: at the darkest points (in both views)
     of every other voxel centre, the direction out of 13 that fits best, kept when both
-    supports lie in :data:`SEED_SUPPORT`, and at least :data:`SEED_SPACING_MM` apart."""
+    supports lie in :data:`START_SUPPORT`, and at least :data:`START_SPACING_MM` apart."""
     centres = grid.voxel_centers()[::2, ::2, ::2].reshape(-1, 3)
     darkness = np.min([view.sample_smoothed(centres) for view in views], axis=0)
     directions = _fibonacci_sphere(26)
     directions = directions[directions[:, 2] >= 0]
     fits = []
-    for point_index in np.argsort(-darkness)[:SEED_CANDIDATES]:
+    for point_index in np.argsort(-darkness)[:START_CANDIDATES]:
         radius = max(0.5, float(darkness[point_index]) / 2.5)
         candidates = [fit_tube(views, centres[point_index], d, radius) for d in directions]
         candidates = [f for f in candidates if f is not None
-                      and all(SEED_SUPPORT[0] <= s <= SEED_SUPPORT[1] for s in f.support)]
+                      and all(START_SUPPORT[0] <= s <= START_SUPPORT[1] for s in f.support)]
         if candidates:
             fits.append(min(candidates, key=lambda f: f.misfit))
     fits.sort(key=lambda f: f.misfit)
-    seeds: list[TubeFit] = []
+    starts: list[TubeFit] = []
     for fit in fits:
-        if all(np.linalg.norm(fit.centre - s.centre) > SEED_SPACING_MM for s in seeds):
-            seeds.append(fit)
-    return seeds[:count]
+        if all(np.linalg.norm(fit.centre - s.centre) > START_SPACING_MM for s in starts):
+            starts.append(fit)
+    return starts[:count]
 
 
-SeedCallback = Callable[[int, int, float], None]
-"""Called after each seed's tree with (seeds done, seeds in all, its unexplained integral)."""
-
-
-def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, config: TubeConfig,
-               progress: bool = False, on_seed: SeedCallback | None = None) -> TracedTree:
+def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
+               progress: Progress = silent) -> TracedTree:
     """Trace the vessel tree in two line-integral views (mm); see the module docstring."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
-    seeds = find_seeds(views, geometry.volume, config.seeds)
+    starts = find_start_tubes(views, geometry.volume, settings.trees)
     best: TracedTree | None = None
-    bar = tqdm(seeds, desc="sdfcar tubes", unit="seed", disable=not progress,
-               dynamic_ncols=True)
-    for done, seed in enumerate(bar, start=1):
+    for done, start in enumerate(starts, start=1):
         for view in views:
             view.reset()
-        tracer = _Tracer(views, geometry.volume, config)
-        tracer.grow(seed)
+        tracer = _Tracer(views, geometry.volume, settings)
+        tracer.grow(start)
         unexplained = float(sum(np.abs(view.residual).sum() for view in views))
         if best is None or unexplained < best.unexplained:
-            best = TracedTree(tracer.vessels, unexplained, len(seeds))
-        bar.set_postfix(vessels=len(tracer.vessels), unexplained=f"{unexplained:.4g}")
-        if on_seed is not None:
-            on_seed(done, len(seeds), unexplained)
+            best = TracedTree(tracer.vessels, unexplained, len(starts))
+        progress(Step("tracing", done, len(starts), "tree", unexplained))
     return best if best is not None else TracedTree([], float("nan"), 0)
