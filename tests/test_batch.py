@@ -18,10 +18,11 @@ from sdfcar.apps.batch import (BatchCase, is_transient, load_batch_case, ray_ses
 from sdfcar.apps.batch.runner import _schedule  # noqa: E402
 from sdfcar.apps.cli import main  # noqa: E402
 from sdfcar.config import build_config  # noqa: E402
+from sdfcar.io.guard import MARKER  # noqa: E402
 from sdfcar.errors import InputError  # noqa: E402
 
 OUTPUT_FILES = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
-                "mesh.vtk", "report.png", "run.json"}
+                "mesh.vtk", "report.png", "run.json", MARKER}
 FAST = ["--iterations", "3", "--set", "prior_iterations=20", "--device", "cpu",
         "--progress", "none"]
 

@@ -22,6 +22,7 @@ from sdfcar.apps.bundle import CaseWriter, LabelToMetaTensord, bundle_config, fl
 from sdfcar.apps.cli import main as sdfcar_main
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid, rotation_x, rotation_z
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_volume, write_volume
 from sdfcar.pipeline.connect import select_tree
 
@@ -30,7 +31,7 @@ CONFIG = BUNDLE / "configs" / "inference.json"
 META = BUNDLE / "configs" / "metadata.json"
 SCHEMA = BUNDLE / "docs" / "metadata_schema.json"
 README = BUNDLE / "docs" / "README.md"
-BUNDLE_OUTPUTS = {"label.nii.gz", "segmentation.seg.nrrd", "run.json"}
+BUNDLE_OUTPUTS = {"label.nii.gz", "segmentation.seg.nrrd", "run.json", MARKER}
 
 # A tiny run on the shared small case. A steep, unbiased output layer makes the field cross
 # zero after 5 iterations, so the label is not empty (with seed 2 it comes out in 2 pieces
@@ -111,6 +112,7 @@ def test_config_workflow_run_from_python_matches_and_overwrites(small_case_dir, 
     out = tmp_path / "bundle_out"
     out.mkdir()
     (out / "stale.txt").write_text("an earlier run")
+    (out / MARKER).write_text("{}")  # written by sdfcar: --overwrite may replace it
     flow = workflow(case_dir=str(small_case_dir), output_dir=str(out), overwrite=True, **SETTINGS)
     flow.initialize()
     assert flow.check_properties() == []  # every meta property MONAI knows of is there
@@ -255,6 +257,8 @@ def _bad_geometry(case_dir: Path, tmp_path: Path) -> Path:
     (None, {"overrides": ["field.nope=1"]}, "field.nope: unknown setting"),
     (None, {"overwrite": "maybe"}, "overwrite: expected true or false"),
     (None, {"output_dir": "existing"}, "existing: already exists"),
+    (None, {"output_dir": "existing", "overwrite": True}, "existing: not written by sdfcar"),
+    (None, {"output_dir": "case", "overwrite": True}, "is the input"),
 ])
 def test_bad_input_from_python_names_the_problem_and_writes_nothing(
         small_case_dir, tmp_path, make_case, keys, expected):
@@ -263,8 +267,8 @@ def test_bad_input_from_python_names_the_problem_and_writes_nothing(
     existing.mkdir()
     (existing / "keep.txt").write_text("earlier results")
     settings = {"case_dir": str(case), "output_dir": str(tmp_path / "out"), **SETTINGS, **keys}
-    if keys.get("output_dir") == "existing":
-        settings["output_dir"] = str(existing)
+    settings["output_dir"] = {"existing": str(existing), "case": str(case)}.get(
+        keys.get("output_dir"), settings["output_dir"])
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(RuntimeError) as raised:
         run_workflow(**settings)

@@ -12,12 +12,13 @@ from sdfcar.io import outputs
 from sdfcar.config import ReconstructionConfig
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_volume
 from sdfcar.io.mesh import surface_from_sdf
 from sdfcar.pipeline.reconstruct import Result
 
 FILES = ["label.nii.gz", "occupancy.nii.gz", "report.png", "run.json", "mesh.vtk",
-         "sdf.nii.gz", "segmentation.seg.nrrd"]
+         "sdf.nii.gz", "segmentation.seg.nrrd", MARKER]
 RADIUS_MM = 3.0
 AXIS = np.array([1.0, 0.3, 0.2]) / np.linalg.norm([1.0, 0.3, 0.2])
 
@@ -180,9 +181,15 @@ def test_existing_folder_is_refused_then_replaced_with_overwrite(tmp_path):
     (out / "old.txt").write_text("keep me")
     with pytest.raises(InputError, match="already exists"):
         outputs.write_outputs(out, result)
+    with pytest.raises(InputError, match="not written by sdfcar"):
+        outputs.write_outputs(out, result, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
+    (out / "old.txt").unlink()
+    outputs.write_outputs(out, result, overwrite=True)
+    (out / "label.nii.gz").write_bytes(b"stale")
     outputs.write_outputs(out, result, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert read_volume(out / "label.nii.gz")[0].any()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
 
 
@@ -199,6 +206,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     old = tmp_path / "old"
     old.mkdir()
     (old / "old.txt").write_text("keep me")
+    (old / MARKER).write_text("{}")
     with pytest.raises(RuntimeError, match="disk full"):
         outputs.write_outputs(old, result, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["old"]

@@ -10,6 +10,7 @@ from sdfcar.io.case import Case, write_case
 from sdfcar.apps.cli import main
 from sdfcar.config import PRESETS, build_config
 from sdfcar.errors import InputError
+from sdfcar.io.guard import MARKER
 from sdfcar.methods.field import HashGridEncoding, ImplicitField
 from sdfcar.methods.field.network import FieldConfig
 from sdfcar.io.images import read_volume
@@ -175,7 +176,7 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     assert [line.split()[1:3] for line in progress] == [[str(i), "30"] for i in range(1, 31)]
     names = {p.name for p in out.iterdir()}
     assert names == {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
-                     "mesh.vtk", "report.png", "run.json"}
+                     "mesh.vtk", "report.png", "run.json", MARKER}
     saved, grid = read_volume(out / "label.nii.gz")
     assert grid == GRID and saved.dtype == np.uint8
     run = json.loads((out / "run.json").read_text())

@@ -176,22 +176,26 @@ class CaseWriter:
     """Write ``label.nii.gz`` (with ``label_saver``, a MONAI ``SaveImage``),
     ``segmentation.seg.nrrd`` and ``run.json`` into ``output_dir`` atomically.
 
-    An existing ``output_dir`` is refused unless ``overwrite``; :meth:`check` says so before
-    the optimisation starts. ``extra_run`` entries are added to ``run.json``.
+    An existing ``output_dir`` is refused unless ``overwrite`` (and sdfcar wrote it), and so
+    is one that is, contains or lies inside one of ``inputs`` (the case folder);
+    :meth:`check` says so before the optimisation starts. ``extra_run`` entries are added
+    to ``run.json``.
     """
 
     def __init__(self, output_dir: str | Path, label_saver: Callable[..., Any],
                  overwrite: bool | str = False,
-                 extra_run: Mapping[str, Any] | None = None) -> None:
+                 extra_run: Mapping[str, Any] | None = None,
+                 inputs: Sequence[str | Path] = ()) -> None:
         self.output_dir = required_path(output_dir, "output_dir")
         self.label_saver = label_saver
         self.overwrite = flag(overwrite, "overwrite")
         self.extra_run = dict(extra_run or {})
+        self.inputs = tuple(inputs)
 
     def check(self) -> Path:
         """Fail now (InputError) if the output folder exists without ``overwrite`` or its
         parent cannot be written."""
-        return check_target(self.output_dir, self.overwrite)
+        return check_target(self.output_dir, self.overwrite, self.inputs, folder=True)
 
     def __call__(self, data: Mapping[str, Any]) -> Path:
         label: MetaTensor = data["label"]
@@ -199,7 +203,7 @@ class CaseWriter:
         run = {**data["run"], **self.extra_run,
                "components": int(ndimage.label(voxels, CONNECTIVITY_26)[1]),
                "vessel_voxels": int(voxels.sum())}
-        with atomic_directory(self.output_dir, self.overwrite) as staging:
+        with atomic_directory(self.output_dir, self.overwrite, self.inputs) as staging:
             self.label_saver(label, filename=staging / "label")
             write_segmentation(staging / "segmentation.seg.nrrd", voxels, data["grid"])
             text = json.dumps(strict_json(run), indent=2, allow_nan=False, default=str)

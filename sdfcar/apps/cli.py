@@ -235,7 +235,7 @@ def run_phantom(args: argparse.Namespace) -> None:
 def run_simulate(args: argparse.Namespace) -> None:
     """``sdfcar simulate``: line integrals (or silhouettes) of a label in its own space."""
     geometry = CaseGeometry.load(args.geometry)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.label, args.geometry), folder=True)
     device = resolve_device(args.device)
     label, label_grid = read_volume(args.label)
     case = simulate_case(label, label_grid, geometry, noise=args.noise, seed=args.seed,
@@ -254,7 +254,8 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     xa_input = _xa_input(args)
     config = _config_from(args, XA_PRESET if xa_input else "default", target=args.target)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.case_dir, args.view1, args.view2, args.mask1,
+                                            args.mask2, args.geometry), folder=True)
     masks, extra, write_extra = None, {"case_dir": str(args.case_dir)}, None
     if xa_input:
         pair = _prepare_pair(args)
@@ -342,7 +343,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     config = _config_from(args)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, folder=True)
     geometry = CaseGeometry(REFERENCE_VIEWS)
     label = label_volume(args.kind, args.phantom_seed, geometry.volume)
     case = simulate_case(label, geometry.volume, geometry, device=resolve_device(config.device))
@@ -382,7 +383,7 @@ def run_extract_vessels(args: argparse.Namespace) -> None:
     frame of an XA DICOM run, or a plain image), with previews and a JSON report."""
     from sdfcar.xa import is_dicom, load_view_overrides, prepare_xa_view, read_mask
 
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.image, args.mask, args.geometry), folder=True)
     if is_dicom(args.image) or args.image.suffix.lower() == ".dcm":
         if args.pixel_mm is not None:
             raise InputError("--pixel-mm: only for plain images (a DICOM file's geometry "
