@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from sdfcar.io.atomic import atomic_file
 from sdfcar.errors import fail
 from sdfcar.geometry import VolumeGrid
+from sdfcar.io.integrity import verify_image_file
 
 VIEW_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".png", ".tif", ".tiff", ".dcm")
 
@@ -23,6 +24,7 @@ def _read(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise fail(str(path), "file not found")
+    verify_image_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
