@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -23,6 +24,7 @@ from sdfcar.device import DEVICE_CHOICES, resolve_device
 from sdfcar.errors import InputError
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
 from sdfcar.io.images import read_view, read_volume, write_volume
+from sdfcar.io.limits import check_memory
 from sdfcar.metrics import evaluate
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
@@ -238,6 +240,7 @@ def run_simulate(args: argparse.Namespace) -> None:
     check_target(args.out, args.overwrite, (args.label, args.geometry), folder=True)
     device = resolve_device(args.device)
     label, label_grid = read_volume(args.label)
+    check_memory(replace(geometry, volume=label_grid), str(args.geometry), dense=True)
     case = simulate_case(label, label_grid, geometry, noise=args.noise, seed=args.seed,
                          mask_threshold_mm=args.mask_threshold if args.mask else None,
                          device=device)

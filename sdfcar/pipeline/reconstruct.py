@@ -35,6 +35,7 @@ from sdfcar.device import resolve_device
 from sdfcar.errors import fail
 from sdfcar.methods.field.network import ImplicitField
 from sdfcar.geometry import CaseGeometry, VolumeGrid
+from sdfcar.io.limits import check_memory
 from sdfcar.physics.hull import dilate, silhouette, visual_hull
 from sdfcar.methods.losses import (boundary_sdf2d, eikonal, projection_mse, signed_distance_2d,
                      silhouette_bce, thresholded_sdf2d)
@@ -160,6 +161,8 @@ def _reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,
                  on_iteration: ProgressCallback | None,
                  masks: Sequence[np.ndarray] | None) -> Result:
     started = time.perf_counter()
+    check_memory(geometry, "geometry",
+                 dense=config.method != "tubes" and config.fast_path == "off")
     images = validate_views(views, geometry)
     silhouettes = None if masks is None else validate_masks(masks, geometry)
     target = resolve_target(config.target, images)
