@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def check_target(path: str | Path, overwrite: bool, inputs: Iterable[PathLike | 
             raise fail(str(path), "is a folder; expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
         raise fail(str(path), f"cannot write into {existing}")
+    try:  # a real write: permissions alone do not tell root or a read-only file system
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise fail(str(path), f"cannot write into {existing} ({error.strerror})") from None
     return path
 
 
