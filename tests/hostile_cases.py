@@ -140,6 +140,16 @@ def _image(array: np.ndarray, is_vector: bool = False) -> Callable[[Path, Path],
                                               str(path))
 
 
+def _view2_with(value: float) -> Callable[[Path, Path], None]:
+    """The case's view 2 with one pixel set to ``value``, as MetaImage (SimpleITK's NIfTI
+    writer turns NaN into 0)."""
+    def write(case: Path, path: Path) -> None:
+        image = sitk.ReadImage(str(case / "view2.nii.gz"))
+        image[10, 10] = value
+        sitk.WriteImage(image, str(path))
+    return write
+
+
 def _cut(fraction: float, source: str = "case/view2.nii.gz") -> Callable[[Path, Path], None]:
     """Write the first ``fraction`` of the case's own ``view2.nii.gz`` (a sound view)."""
     def write(case: Path, path: Path) -> None:
@@ -341,10 +351,8 @@ CASES: tuple[HostileCase, ...] = (
     # views
     HostileCase("views", "view1 missing", view_case(lambda case, path: None)),
     HostileCase("views", "wrong size", view_case(_image(np.ones((60, 64), np.float32)))),
-    HostileCase("views", "NaN pixels", view_case(_image(np.full((64, 64), np.nan,
-                                                                np.float32)))),
-    HostileCase("views", "infinite pixels", view_case(_image(np.full((64, 64), -np.inf,
-                                                                     np.float32)))),
+    HostileCase("views", "a NaN pixel", view_case(_view2_with(np.nan), "view1.mha")),
+    HostileCase("views", "an infinite pixel", view_case(_view2_with(-np.inf), "view1.mha")),
     HostileCase("views", "RGB PNG", view_case(_image(np.zeros((64, 64, 3), np.uint8), True),
                                               "view1.png")),
     HostileCase("views", "truncated gzip (60 %)", view_case(_cut(0.6))),

@@ -28,6 +28,7 @@ def _read(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise fail(str(path), "file not found")
+    verify_image_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -35,7 +36,6 @@ def _read(path: str | Path) -> sitk.Image:
         size = list(reader.GetSize())
         check_bytes(BYTES_PER_VALUE * math.prod(size) * reader.GetNumberOfComponents(),
                     str(path), f"an image of size {size}")
-        verify_image_file(path)
         return reader.Execute()
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown"
