@@ -144,9 +144,9 @@ def _view2_with(value: float) -> Callable[[Path, Path], None]:
     """The case's view 2 with one pixel set to ``value``, as MetaImage (SimpleITK's NIfTI
     writer turns NaN into 0)."""
     def write(case: Path, path: Path) -> None:
-        image = sitk.ReadImage(str(case / "view2.nii.gz"))
-        image[10, 10] = value
-        sitk.WriteImage(image, str(path))
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "view2.nii.gz")))
+        array[10, 10] = value
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
     return write
 
 
