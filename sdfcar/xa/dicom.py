@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -168,12 +169,17 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
 def _open(path: Path) -> Dataset:
     if not path.is_file():
         raise fail(str(path), "file not found")
+    logger = logging.getLogger("pydicom")  # it logs each warning too: they are handled here
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(path)
     except Exception as error:  # pydicom raises many types on damaged or foreign files
         raise fail(str(path), f"not a readable DICOM file ({reason(error)})") from None
+    finally:
+        logger.setLevel(level)
     for warning in caught:
         if "End of file reached" in str(warning.message):  # pydicom's word for truncation
             raise fail(str(path), f"truncated file ({warning.message})")
