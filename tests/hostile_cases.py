@@ -528,14 +528,15 @@ def run_case(case: HostileCase, materials: Path, work: Path) -> tuple[list[str],
 
 
 def _interrupt(command: list[str], work: Path) -> tuple[int, str]:
-    """Start ``command``, send SIGINT after its first progress line, collect stderr."""
+    """Start ``command``, send SIGINT once it reports (its first log or progress line comes
+    from inside the run, past the imports), collect stderr."""
     process = subprocess.Popen(command, cwd=work, env=environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.monotonic() + TIMEOUT_S
     for line in process.stderr:
         lines.append(line)
-        if line.startswith("PROGRESS ") or time.monotonic() > deadline:
+        if line.startswith(("PROGRESS ", "sdfcar: ")) or time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=TIMEOUT_S)
