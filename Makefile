@@ -9,7 +9,7 @@ PYTHON     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP      := $(VENV)/.installed
 
-.PHONY: install demo test bench benchmark clean monailabel test-monailabel
+.PHONY: install demo test test-quick bench benchmark clean monailabel test-monailabel
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ $(ML_STAMP): pyproject.toml
 	touch $(ML_STAMP)
 
 test-monailabel: monailabel
-	$(ML_PYTHON) -m pytest -q tests/test_monailabel_app.py
+	$(ML_PYTHON) -m pytest -q tests/apps/test_monailabel_app.py
 
 demo: install
 	$(VENV)/bin/sdfcar demo --out demo_output --overwrite
@@ -45,6 +45,10 @@ demo: install
 test: install
 	-$(MAKE) monailabel
 	$(PYTHON) -m pytest -q
+
+# The quick subset while developing: no subprocess, Ray, server or full-preset test.
+test-quick: install
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: install
 	$(PYTHON) benchmarks/projector_speed.py

@@ -77,3 +77,16 @@ def make_result(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), empty=False):
                              ViewGeometry(90, 0, 1000, 750, (32, 40), (0.5, 0.5))), grid)
     return Result(label, sdf, 1.0 / (1.0 + np.exp(4.0 * sdf)), grid, targets, reprojections,
                   config, record, from_arrays(targets, geometry)), center
+
+
+def bad_views(kind: str, views):
+    """Copies of ``views`` broken one way: ``size`` (view 1 cropped to 90 rows), ``empty``
+    (view 2 all zero) or ``nan`` (a NaN pixel in view 1)."""
+    views = [v.copy() for v in views]
+    if kind == "size":
+        views[0] = views[0][:90]
+    elif kind == "empty":
+        views[1][:] = 0.0
+    elif kind == "nan":
+        views[0][3, 3] = np.nan
+    return views

@@ -152,22 +152,27 @@ class CaseWriter:
     (:func:`sdfcar.io.outputs.write_outputs`, the files of ``sdfcar reconstruct``), MONAI's
     ``label_saver`` (a ``SaveImage``) writing ``label.nii.gz``; all or nothing.
 
-    An existing ``output_dir`` is refused unless ``overwrite``; :meth:`check` says so before
-    the optimisation starts. ``extra_run`` entries are added to ``run.json``.
+    An existing ``output_dir`` is refused unless ``overwrite`` (and sdfcar wrote it), and so
+    is one that is, contains or lies inside one of ``inputs`` (the case folder or the DICOM
+    runs; empty settings are skipped);
+    :meth:`check` says so before the optimisation starts. ``extra_run`` entries are added
+    to ``run.json``.
     """
 
     def __init__(self, output_dir: str | Path, label_saver: Callable[..., Any],
                  overwrite: bool | str = False,
-                 extra_run: Mapping[str, Any] | None = None) -> None:
+                 extra_run: Mapping[str, Any] | None = None,
+                 inputs: Sequence[str | Path] = ()) -> None:
         self.output_dir = required_path(output_dir, "output_dir")
         self.label_saver = label_saver
         self.overwrite = flag(overwrite, "overwrite")
         self.extra_run = dict(extra_run or {})
+        self.inputs = tuple(Path(str(p)) for p in inputs if _given(p))
 
     def check(self) -> Path:
         """Fail now (InputError) if the output folder exists without ``overwrite`` or its
         parent cannot be written."""
-        return check_target(self.output_dir, self.overwrite)
+        return check_target(self.output_dir, self.overwrite, self.inputs, folder=True)
 
     def __call__(self, data: Mapping[str, Any]) -> Path:
         result: Result = data["result"]

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -23,6 +24,7 @@ from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
 from sdfcar.io.atomic import atomic_directory, check_target
 from sdfcar.io.case import write_case
 from sdfcar.io.images import read_view, read_volume, write_volume
+from sdfcar.io.limits import check_memory
 from sdfcar.metrics import evaluate
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
@@ -238,9 +240,10 @@ def run_phantom(args: argparse.Namespace) -> None:
 def run_simulate(args: argparse.Namespace) -> None:
     """``sdfcar simulate``: line integrals (or silhouettes) of a label in its own space."""
     geometry = CaseGeometry.load(args.geometry)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.label, args.geometry), folder=True)
     device = resolve_device(args.device)
     label, label_grid = read_volume(args.label)
+    check_memory(replace(geometry, volume=label_grid), str(args.geometry), dense=True)
     case = simulate_case(label, label_grid, geometry, noise=args.noise, seed=args.seed,
                          mask_threshold_mm=args.mask_threshold if args.mask else None,
                          device=device)
@@ -258,7 +261,8 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     xa_input = _xa_input(args)
     config = _request(args, target=args.target).build(XA_PRESET if xa_input else CASE_PRESET)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.case_dir, args.view1, args.view2, args.mask1,
+                                            args.mask2, args.geometry), folder=True)
     inputs = _prepare_pair(args) if xa_input else from_case_dir(args.case_dir)
     result = run(inputs, config, reporter("none" if args.quiet else args.progress))
     write_outputs(args.out, result, args.overwrite, started=started)
@@ -331,7 +335,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     config = _request(args).build(CASE_PRESET)
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, folder=True)
     geometry = CaseGeometry(REFERENCE_VIEWS)
     label = label_volume(args.kind, args.phantom_seed, geometry.volume)
     case = simulate_case(label, geometry.volume, geometry, device=resolve_device(config.device))
@@ -372,7 +376,7 @@ def run_extract_vessels(args: argparse.Namespace) -> None:
     frame of an XA DICOM run, or a plain image), with previews and a JSON report."""
     from sdfcar.xa import is_dicom, load_view_overrides, prepare_xa_view, read_mask
 
-    check_target(args.out, args.overwrite)
+    check_target(args.out, args.overwrite, (args.image, args.mask, args.geometry), folder=True)
     if is_dicom(args.image) or args.image.suffix.lower() == ".dcm":
         if args.pixel_mm is not None:
             raise InputError("--pixel-mm: only for plain images (a DICOM file's geometry "

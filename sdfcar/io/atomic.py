@@ -1,7 +1,10 @@
 """All-or-nothing outputs: write under a temporary name next to the target, then rename.
 
 A run that fails or is killed leaves no half-written file or folder behind under the
-final name, and existing results are only replaced when the caller asks for it.
+final name, and existing results are only replaced when the caller asks for it. No output
+may be, contain or lie inside one of the caller's ``inputs``, and an existing folder is
+replaced only when sdfcar wrote it (:mod:`sdfcar.io.guard`): every folder written here
+carries the marker file.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sdfcar.errors import fail
+from sdfcar.io.guard import PathLike, check_not_input, write_marker, written_by_sdfcar
 
 
 def _suffixes(path: Path) -> str:
@@ -28,22 +33,39 @@ def _temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{suffix}")
 
 
-def check_target(path: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing target unless ``overwrite``; check its folder can be written."""
+def check_target(path: str | Path, overwrite: bool, inputs: Iterable[PathLike | None] = (),
+                 folder: bool = False) -> Path:
+    """Refuse a target that is, contains or lies inside one of ``inputs``, an existing
+    target unless ``overwrite``, and with it an existing ``folder`` target that sdfcar did
+    not write (or a folder where a file goes); check its parent can be written."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise fail(str(path), "already exists (use --overwrite to replace it)")
+    check_not_input(path, inputs)
+    if path.exists():
+        if not overwrite:
+            raise fail(str(path), "already exists (use --overwrite to replace it)")
+        if folder and not written_by_sdfcar(path):
+            raise fail(str(path), "not written by sdfcar: refusing to replace it; remove it "
+                                  "yourself or choose another --out")
+        if not folder and path.is_dir():
+            raise fail(str(path), "is a folder; expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
         raise fail(str(path), f"cannot write into {existing}")
+    try:  # a real write: permissions alone do not tell root or a read-only file system
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise fail(str(path), f"cannot write into {existing} ({error.strerror})") from None
     return path
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces ``path``, on error it is removed."""
-    path = check_target(path, overwrite)
+def atomic_file(path: str | Path, overwrite: bool = False,
+                inputs: Iterable[PathLike | None] = ()) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces ``path``, on error it is removed
+    (:func:`check_target` first)."""
+    path = check_target(path, overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_sibling(path)
     try:
@@ -55,15 +77,18 @@ def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success it becomes ``path`` (replacing an
-    existing one only when ``overwrite``), on error it is deleted."""
-    path = check_target(path, overwrite)
+def atomic_directory(path: str | Path, overwrite: bool = False,
+                     inputs: Iterable[PathLike | None] = ()) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it gets the marker file and becomes
+    ``path`` (replacing an existing one only when ``overwrite`` and sdfcar wrote it, see
+    :func:`check_target`), on error it is deleted."""
+    path = check_target(path, overwrite, inputs, folder=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_sibling(path)
     temporary.mkdir()
     try:
         yield temporary
+        write_marker(temporary)
         if path.exists():
             retired = _temporary_sibling(path)
             os.replace(path, retired)

@@ -11,6 +11,7 @@ from sdfcar.io.atomic import atomic_directory
 from sdfcar.errors import fail
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.images import find_view_file, read_view, write_view
+from sdfcar.io.limits import check_memory
 
 GEOMETRY_FILE = "geometry.json"
 
@@ -29,6 +30,7 @@ def load_case(case_dir: str | Path) -> Case:
     if not case_dir.is_dir():
         raise fail(str(case_dir), "case folder not found")
     geometry = CaseGeometry.load(case_dir / GEOMETRY_FILE)
+    check_memory(geometry, str(case_dir / GEOMETRY_FILE), dense=False)
     views = []
     for index, view in enumerate(geometry.views, start=1):
         path = find_view_file(case_dir, index)

@@ -7,6 +7,7 @@ so NIfTI/MHA/NRRD outputs open in place in 3D Slicer. Views are ``(rows, cols)``
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,11 @@ import SimpleITK as sitk
 from sdfcar.io.atomic import atomic_file
 from sdfcar.errors import fail
 from sdfcar.geometry import VolumeGrid
+from sdfcar.io.integrity import verify_image_file
+from sdfcar.io.limits import check_bytes
 
+#: Bytes an image takes per value once read: the file's array and a float copy.
+BYTES_PER_VALUE = 8
 VIEW_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".png", ".tif", ".tiff", ".dcm")
 
 
@@ -23,8 +28,15 @@ def _read(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise fail(str(path), "file not found")
+    verify_image_file(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        return sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
+        size = list(reader.GetSize())
+        check_bytes(BYTES_PER_VALUE * math.prod(size) * reader.GetNumberOfComponents(),
+                    str(path), f"an image of size {size}")
+        return reader.Execute()
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown"
         raise fail(str(path), f"cannot read image ({reason[:160]})") from None

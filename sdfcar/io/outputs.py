@@ -51,7 +51,7 @@ def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
     """
     out_dir = Path(out_dir)
     grid = result.grid
-    with atomic_directory(out_dir, overwrite) as staging:
+    with atomic_directory(out_dir, overwrite, result.inputs.paths) as staging:
         label = np.asarray(result.label, np.uint8)
         if label_saver is None:
             write_volume(staging / "label.nii.gz", label, grid)

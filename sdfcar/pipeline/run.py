@@ -22,6 +22,7 @@ from sdfcar.config import ReconstructionConfig
 from sdfcar.device import resolve_device
 from sdfcar.errors import fail
 from sdfcar.geometry import CaseGeometry, VolumeGrid
+from sdfcar.io.limits import check_memory
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.catalogue import method_named
 from sdfcar.pipeline.inputs import Inputs, from_arrays
@@ -104,6 +105,8 @@ class Fitted:
 def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Fitted:
     """First stage: the problem of ``inputs`` and the methods' reconstruction of it."""
     started = time.perf_counter()
+    check_memory(inputs.geometry, "geometry",
+                 dense=config.method != "tubes" and config.hull.mode == "off")
     device = resolve_device(config.device)
     with deterministic():
         problem, views = build_problem(inputs.views, inputs.geometry, inputs.masks, config,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -168,10 +169,38 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
 def _open(path: Path) -> Dataset:
     if not path.is_file():
         raise fail(str(path), "file not found")
+    logger = logging.getLogger("pydicom")  # it logs each warning too: they are handled here
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        return pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(path)
     except Exception as error:  # pydicom raises many types on damaged or foreign files
         raise fail(str(path), f"not a readable DICOM file ({reason(error)})") from None
+    finally:
+        logger.setLevel(level)
+    for warning in caught:
+        if "End of file reached" in str(warning.message):  # pydicom's word for truncation
+            raise fail(str(path), f"truncated file ({warning.message})")
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    return dataset
+
+
+def _check_length(dataset: Dataset, path: Path) -> None:
+    """Uncompressed pixel data must hold Rows x Columns x frames x samples x bits."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID")
+    if syntax is not None and UID(syntax).is_compressed:
+        return  # encapsulated: the decoder must decode every frame
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    bits = int(dataset.get("BitsAllocated", 0) or 0)
+    pixels = (int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0) * frames
+              * int(dataset.get("SamplesPerPixel", 1) or 1))
+    needed = (pixels * bits + 7) // 8
+    have = len(dataset.PixelData)
+    if have < needed:
+        raise fail(str(path), f"pixel data truncated: {have} bytes where Rows x Columns x "
+                              f"{frames} frame(s) x {bits} bits need {needed}")
 
 
 def reason(error: BaseException) -> str:
@@ -201,6 +230,7 @@ def _check_kind(dataset: Dataset, path: Path) -> None:
 
 
 def _pixels(dataset: Dataset, path: Path) -> np.ndarray:
+    _check_length(dataset, path)
     try:
         array = dataset.pixel_array
     except Exception as error:  # decoders raise many types; retry compressed data with GDCM

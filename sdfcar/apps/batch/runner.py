@@ -30,6 +30,7 @@ from sdfcar.apps.batch.manifest import LOG_NAME, BatchCase, batch_inputs, read_m
 from sdfcar.config import ConfigRequest, ReconstructionConfig
 from sdfcar.device import resolve_device
 from sdfcar.errors import InputError, fail
+from sdfcar.io.guard import check_not_input, written_by_sdfcar
 from sdfcar.io.images import read_volume
 from sdfcar.io.outputs import write_outputs
 from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
@@ -148,6 +149,7 @@ def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str |
     configs = [case_config(settings, entry) for entry in entries]  # bad settings fail here
     _check_options(configs[0].device, cpus_per_case, gpus_per_case, retries, num_cpus, resume, overwrite)
     out_dir = Path(out_dir).expanduser().absolute()
+    _check_inputs(manifest, entries, out_dir)
     previous = _previous_outcomes(entries, out_dir, resume, overwrite)
     done = {e.name: previous[e.name] for e in entries
             if _finished(previous.get(e.name), out_dir / e.name)}
@@ -256,6 +258,17 @@ def _check_resources(cpus: float, gpus: float, local: bool) -> None:
             log.warning("%s; cases wait until it has them", message)
 
 
+def _check_inputs(manifest: str | Path | Iterable[Mapping[str, Any]],
+                  entries: list[BatchCase], out_dir: Path) -> None:
+    """Refuse a batch whose log or case folders would be, contain or lie inside an input
+    (the manifest, a case folder, a view or a ground truth), with or without overwrite."""
+    inputs = [path for entry in entries for path in entry.source().values()]
+    if isinstance(manifest, (str, Path)):
+        inputs.append(manifest)
+    for target in (out_dir / LOG_NAME, *(out_dir / entry.name for entry in entries)):
+        check_not_input(target, inputs)
+
+
 def _previous_outcomes(entries: list[BatchCase], out_dir: Path, resume: bool,
                        overwrite: bool) -> dict[str, dict[str, Any]]:
     """The outcomes already in ``out_dir`` that ``resume`` may keep (none otherwise)."""
@@ -277,8 +290,9 @@ def _finished(record: dict[str, Any] | None, folder: Path) -> bool:
 
 def _retire(folder: Path) -> None:
     """Remove the folder an earlier run left for a case that has now failed, so that a
-    case folder exists only for a case whose last record is ok."""
-    if folder.is_dir():
+    case folder exists only for a case whose last record is ok; a folder sdfcar did not
+    write stays."""
+    if written_by_sdfcar(folder):
         retired = folder.with_name(f".{folder.name}{PARTIAL_MARK}failed")
         os.replace(folder, retired)
         shutil.rmtree(retired, ignore_errors=True)

@@ -33,7 +33,7 @@ from sdfcar.progress import Step
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "sdfcar" / "apps" / "monailabel" / "app"
 MONAILABEL_VENV_PYTHON = REPO / ".venv-monailabel" / "bin" / "python"
 # Few iterations (20 of the voxel prior, 3 of the field), and a field that starts inside the
@@ -249,6 +249,7 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, seconds: float
     pytest.fail(f"monailabel did not answer {url} within {seconds} s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_server_answers_infer_sdfcar(studies, tmp_path):
     python = _monailabel_python()
     if python is None:

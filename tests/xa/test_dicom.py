@@ -223,7 +223,7 @@ def _bad_file(kind, cine, tmp_path):
         data = cine[2][0].read_bytes()
         path = tmp_path / "truncated.dcm"
         path.write_bytes(data[: len(data) // 2] if kind == "truncated pixels" else data[:400])
-        return path, ("cannot read the pixel data" if kind == "truncated pixels"
+        return path, ("pixel data truncated" if kind == "truncated pixels"
                       else "no pixel data")
     if kind == "CT":
         return (_edited(cine, tmp_path, "ct.dcm", SOPClassUID="1.2.840.10008.5.1.4.1.1.2",

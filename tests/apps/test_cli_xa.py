@@ -56,6 +56,7 @@ def _scores(out, label):
     return evaluate(pred > 0, label > 0, pred_grid, SMALL_GRID)
 
 
+@pytest.mark.slow
 def test_xa_pair_reconstructs_with_frames_geometry_and_views_saved(xa12, arc_case, tmp_path,
                                                                     capsys):
     label = arc_case[0]
@@ -91,6 +92,7 @@ def test_xa_pair_reconstructs_with_frames_geometry_and_views_saved(xa12, arc_cas
     assert run["components"] == 1
 
 
+@pytest.mark.slow
 def test_xa_pair_uses_the_tubes_preset_by_default(xa12, arc_case, tmp_path):
     label = arc_case[0]
     _, (view1, view2), overrides = xa12
@@ -113,6 +115,7 @@ def test_xa_pair_uses_the_tubes_preset_by_default(xa12, arc_case, tmp_path):
     assert xa_dice > simulated_dice - 0.1, (xa_dice, simulated_dice)
 
 
+@pytest.mark.slow
 def test_8bit_log_pair_with_user_masks_and_mask_target(xa8, arc_case, tmp_path):
     label = arc_case[0]
     runs, (view1, view2), overrides = xa8

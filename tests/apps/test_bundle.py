@@ -23,6 +23,7 @@ from sdfcar.apps.cli import main as sdfcar_main
 from sdfcar.config import build_config
 from sdfcar.errors import InputError
 from sdfcar.geometry import rotation_x, rotation_z
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_volume, write_volume
 from sdfcar.methods.base import Reconstruction
 from sdfcar.pipeline.connect import select_tree
@@ -31,14 +32,14 @@ from sdfcar.pipeline.run import fit
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID, make_result
 
-BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
+BUNDLE = Path(__file__).resolve().parents[2] / "monai_bundle"
 CONFIG = BUNDLE / "configs" / "inference.json"
 META = BUNDLE / "configs" / "metadata.json"
 SCHEMA = BUNDLE / "docs" / "metadata_schema.json"
 README = BUNDLE / "docs" / "README.md"
 #: The files of `sdfcar reconstruct`: the bundle runs the same pipeline and writer.
 BUNDLE_OUTPUTS = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
-                  "mesh.vtk", "report.png", "run.json"}
+                  "mesh.vtk", "report.png", "run.json", MARKER}
 
 # A tiny run on the shared small case. A steep, unbiased output layer makes the field cross
 # zero after 5 iterations, so the label is not empty (with seed 2 it comes out in 2 pieces
@@ -92,6 +93,7 @@ def assert_same_label(bundle_out: Path, reference_out: Path) -> np.ndarray:
     return label
 
 
+@pytest.mark.slow
 def test_command_line_run_matches_sdfcar_reconstruct(small_case_dir, reference, tmp_path):
     out = tmp_path / "bundle_out"
     done = subprocess.run(bundle_command(case_dir=small_case_dir, output_dir=out,
@@ -122,6 +124,7 @@ def test_config_workflow_run_from_python_matches_and_overwrites(small_case_dir, 
     out = tmp_path / "bundle_out"
     out.mkdir()
     (out / "stale.txt").write_text("an earlier run")
+    (out / MARKER).write_text("{}")  # written by sdfcar: --overwrite may replace it
     flow = workflow(case_dir=str(small_case_dir), output_dir=str(out), overwrite=True, **SETTINGS)
     flow.initialize()
     assert flow.check_properties() == []  # every meta property MONAI knows of is there
@@ -238,6 +241,7 @@ def test_every_config_key_the_readme_mentions_exists():
     assert set(parser.config) - {"_meta_"} == set(settings) | set(steps)  # none undocumented
 
 
+@pytest.mark.slow
 def test_missing_case_folder_fails_in_one_line_and_writes_nothing(tmp_path):
     missing = tmp_path / "no_such_case"
     out = tmp_path / "out"
@@ -272,6 +276,8 @@ def _bad_geometry(case_dir: Path, tmp_path: Path) -> Path:
     (None, {"overrides": ["field.nope=1"]}, "field.nope: unknown setting"),
     (None, {"overwrite": "maybe"}, "overwrite: expected true or false"),
     (None, {"output_dir": "existing"}, "existing: already exists"),
+    (None, {"output_dir": "existing", "overwrite": True}, "existing: not written by sdfcar"),
+    (None, {"output_dir": "case", "overwrite": True}, "is the input"),
 ])
 def test_bad_input_from_python_names_the_problem_and_writes_nothing(
         small_case_dir, tmp_path, make_case, keys, expected):
@@ -280,8 +286,8 @@ def test_bad_input_from_python_names_the_problem_and_writes_nothing(
     existing.mkdir()
     (existing / "keep.txt").write_text("earlier results")
     settings = {"case_dir": str(case), "output_dir": str(tmp_path / "out"), **SETTINGS, **keys}
-    if keys.get("output_dir") == "existing":
-        settings["output_dir"] = str(existing)
+    settings["output_dir"] = {"existing": str(existing), "case": str(case)}.get(
+        keys.get("output_dir"), settings["output_dir"])
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(RuntimeError) as raised:
         run_workflow(**settings)

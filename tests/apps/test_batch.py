@@ -12,6 +12,7 @@ import time
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # every test here starts or uses a Ray instance
 
 from sdfcar.apps.batch import (BatchCase, is_transient, ray_session,  # noqa: E402
                                read_manifest, read_outcomes)
@@ -19,9 +20,10 @@ from sdfcar.apps.batch.runner import _schedule  # noqa: E402
 from sdfcar.apps.cli import main  # noqa: E402
 from sdfcar.config import ConfigRequest  # noqa: E402
 from sdfcar.errors import InputError  # noqa: E402
+from sdfcar.io.guard import MARKER  # noqa: E402
 
 OUTPUT_FILES = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
-                "mesh.vtk", "report.png", "run.json"}
+                "mesh.vtk", "report.png", "run.json", MARKER}
 FAST = ["--iterations", "3", "--set", "voxel.iterations=20", "--device", "cpu",
         "--progress", "none"]
 
@@ -65,7 +67,7 @@ def test_a_broken_case_fails_alone_and_the_others_finish(local_ray, small_case_d
     assert sorted(records) == ["p0", "p1", "p2", "p3"]
     broken = records.pop("p2")
     assert broken["status"] == "failed" and broken["attempts"] == 1  # bad input: no retry
-    assert "view1.nii.gz: cannot read image" in broken["error"]
+    assert "view1.nii.gz: corrupt or truncated gzip data" in broken["error"]
     for name, record in records.items():
         assert record["status"] == "ok" and record["attempts"] == 1 and record["error"] is None
         assert record["device"] == "cpu" and record["seconds"] > 0

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from sdfcar.apps.cli import main
 from sdfcar.errors import InputError
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_view
 from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM
 from sdfcar.xa.vessels import (VesselParams, attenuation_from_intensity, contrast_score,
@@ -102,7 +103,7 @@ def test_extract_vessels_cli_on_a_dicom_run(cine_file, tmp_path, capsys):
     out = tmp_path / "extracted"
     assert main(["extract-vessels", str(path), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "integral.nii.gz", "integral.png", "mask.nii.gz", "mask.png", "overlay.png",
+        MARKER, "integral.nii.gz", "integral.png", "mask.nii.gz", "mask.png", "overlay.png",
         "report.json"]
     report = json.loads((out / "report.json").read_text())
     number = report["frame"]["number"]

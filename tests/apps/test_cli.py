@@ -37,6 +37,7 @@ def test_phantom_refuses_to_overwrite_and_rejects_bad_grids(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.nii.gz"]
 
 
+@pytest.mark.slow
 def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--device", "cpu", "--iterations", "3"]) == 0
@@ -50,6 +51,7 @@ def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     assert "ground truth" in printed and "cldice" in printed
 
 
+@pytest.mark.slow
 def test_console_script_reports_bad_subcommand_in_one_line():
     result = subprocess.run([sys.executable, "-m", "sdfcar.apps.cli", "phantom", "--kind", "lad",
                              "--out", "x.nii.gz"], capture_output=True, text=True)

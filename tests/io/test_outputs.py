@@ -10,6 +10,7 @@ from PIL import Image
 
 from sdfcar.errors import InputError
 from sdfcar.io import outputs
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_volume
 from sdfcar.io.mesh import surface_from_sdf
 from sdfcar.geometry import VolumeGrid
@@ -19,7 +20,7 @@ from conftest import TUBE_RADIUS_MM as RADIUS_MM
 from conftest import make_result, tube_distance
 
 FILES = ["label.nii.gz", "occupancy.nii.gz", "report.png", "run.json", "mesh.vtk",
-         "sdf.nii.gz", "segmentation.seg.nrrd"]
+         "sdf.nii.gz", "segmentation.seg.nrrd", MARKER]
 
 
 def read_vtk(path):
@@ -158,9 +159,15 @@ def test_existing_folder_is_refused_then_replaced_with_overwrite(tmp_path):
     (out / "old.txt").write_text("keep me")
     with pytest.raises(InputError, match="already exists"):
         outputs.write_outputs(out, result)
+    with pytest.raises(InputError, match="not written by sdfcar"):
+        outputs.write_outputs(out, result, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
+    (out / "old.txt").unlink()
+    outputs.write_outputs(out, result, overwrite=True)
+    (out / "label.nii.gz").write_bytes(b"stale")
     outputs.write_outputs(out, result, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert read_volume(out / "label.nii.gz")[0].any()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
 
 
@@ -177,6 +184,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     old = tmp_path / "old"
     old.mkdir()
     (old / "old.txt").write_text("keep me")
+    (old / MARKER).write_text("{}")
     with pytest.raises(RuntimeError, match="disk full"):
         outputs.write_outputs(old, result, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["old"]

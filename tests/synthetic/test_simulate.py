@@ -10,6 +10,7 @@ import pytest
 from sdfcar.io.case import load_case
 from sdfcar.apps.cli import main
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
+from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_volume, write_volume
 
 SPHERE_CENTRE = np.array([12.0, -8.0, 15.0])
@@ -59,7 +60,7 @@ def test_case_folder_contents_round_trip(tmp_path, sphere_label):
     main(["simulate", "--label", str(sphere_label), "--geometry", str(geometry),
           "--out", str(tmp_path / "case")])
     assert sorted(p.name for p in (tmp_path / "case").iterdir()) == [
-        "geometry.json", "view1.nii.gz", "view2.nii.gz"]
+        MARKER, "geometry.json", "view1.nii.gz", "view2.nii.gz"]
     saved = CaseGeometry.load(tmp_path / "case" / "geometry.json")
     assert saved.views == ORTHOGONAL_VIEWS
     assert saved.volume.shape == (64, 64, 64)
@@ -147,7 +148,7 @@ def test_bad_geometry_exits_2_with_one_line(tmp_path, sphere_label, capsys, path
 
 @pytest.mark.parametrize("kind,message", [
     ("missing", "file not found"), ("flat", "expected a 3D scalar volume, got 2D"),
-    ("nan", "contains NaN"), ("empty", "label volume is empty"), ("garbage", "cannot read"),
+    ("nan", "contains NaN"), ("empty", "label volume is empty"), ("garbage", "corrupt or truncated gzip data"),
 ])
 def test_bad_label_exits_2_and_writes_nothing(tmp_path, capsys, kind, message):
     label = _bad_label(tmp_path, kind)
@@ -160,6 +161,7 @@ def test_bad_label_exits_2_and_writes_nothing(tmp_path, capsys, kind, message):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_bad_option_values_exit_2(tmp_path, sphere_label):
     geometry = write_geometry(tmp_path / "g.json", ORTHOGONAL_VIEWS)
     result = subprocess.run(

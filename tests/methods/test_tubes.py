@@ -111,6 +111,7 @@ def y_case():
     return rasterize_segments(tree, GRID) >= 0.5, _views_of(tree)
 
 
+@pytest.mark.slow
 def test_tubes_preset_traces_a_branching_tree(y_case):
     label, views = y_case
     config = build_config("tubes", ["tubes.trees=3"], device="cpu")

@@ -26,7 +26,7 @@ from sdfcar.errors import InputError
 from sdfcar.geometry import ViewGeometry
 from sdfcar.io.images import read_volume
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "SlicerSDFCAR"
 MODULE_FILE = MODULE_DIR / "SlicerSDFCAR.py"
 LIB_DIR = MODULE_DIR / "SlicerSDFCARLib"
@@ -280,6 +280,7 @@ def _alive(pid):
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_cancel_kills_the_process_and_its_children():
     script = ("import subprocess, sys, time\n"
@@ -408,12 +409,14 @@ def image_array(image_data):
         2, 1, 0)
 
 
+@pytest.mark.slow
 def test_run_reports_progress_through_the_monitor(reconstruction):
     _, monitor = reconstruction
     assert monitor.progress == Progress("field", 3, 3, "iteration", monitor.progress.loss)
     assert any(line.startswith("wrote ") for line in monitor.log)
 
 
+@pytest.mark.slow
 def test_result_import_places_the_segmentation_in_patient_space(mrml, reconstruction):
     import vtk
 
@@ -466,6 +469,7 @@ def test_result_import_places_the_segmentation_in_patient_space(mrml, reconstruc
         segment.GetColor())
 
 
+@pytest.mark.slow
 def test_failed_import_names_the_file_and_adds_nothing(mrml, reconstruction, tmp_path):
     out, _ = reconstruction
     scene = mrml.vtkMRMLScene()
