@@ -189,14 +189,12 @@ def build_config(preset: str = "default", overrides: list[str] | tuple[str, ...]
     for assignment in overrides:
         apply_override(data, assignment)
     data.update({key: value for key, value in settings.items() if value is not None})
-    if iterations is not None:
-        method = data.get("method", ReconstructionConfig.method)
-        section = data.setdefault(method, {}) if method in METHOD_PRIORS else {}
-        if method in METHOD_PRIORS and not hasattr(ReconstructionConfig().settings_of(method),
-                                                   "iterations"):
+    method = data.get("method", ReconstructionConfig.method)
+    if iterations is not None and method in METHOD_PRIORS:  # an unknown method fails below
+        if not hasattr(ReconstructionConfig().settings_of(method), "iterations"):
             raise fail("--iterations", f"the {method} method has no iterations (preset "
                                        f"{preset}; see its settings in sdfcar/config.py)")
-        section["iterations"] = iterations
+        data.setdefault(method, {})["iterations"] = iterations
     config = _from_mapping(ReconstructionConfig, data, "")
     _check(config)
     if config.prior not in METHOD_PRIORS[config.method]:

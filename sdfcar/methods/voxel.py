@@ -13,7 +13,7 @@ fit goes, which is most of the hull.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,11 +22,10 @@ import scipy.sparse as sp
 
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.physics.projector import SparseSystemMatrix
-from sdfcar.progress import Progress, Step
+from sdfcar.progress import Progress, Step, silent
 
-FitProgress = Callable[[int, int, float], None]
-"""Called with (iterations done, total iterations, data misfit)."""
-
+#: The stage :func:`fit_occupancy` reports its iterations under.
+STAGE = "voxel fit"
 #: Fitting losses of :func:`fit_occupancy`.
 LOSSES = ("lsq", "bce")
 #: Smallest rendered silhouette used in the BCE gradient ``k (s - m) / s``: an empty ray
@@ -71,7 +70,7 @@ def _bce(projected: np.ndarray, mask: np.ndarray, k: float) -> tuple[np.ndarray,
 
 def fit_occupancy(systems: Sequence[sp.csr_matrix], targets: Sequence[np.ndarray],
                   iterations: int, relaxation: float = 1.5, prune_every: int = 50,
-                  on_iteration: FitProgress | None = None, loss: str = "lsq",
+                  progress: Progress = silent, loss: str = "lsq",
                   k: float = 4.0) -> np.ndarray:
     """Occupancy in [0, 1] per column of ``systems`` that reproduces ``targets``: line
     integrals (``loss="lsq"``) or binary masks (``loss="bce"``, silhouette sharpness ``k``
@@ -101,8 +100,8 @@ def fit_occupancy(systems: Sequence[sp.csr_matrix], targets: Sequence[np.ndarray
         t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
         momentum_point = current + ((t - 1.0) / t_next) * (current - previous)
         previous, t = current, t_next
-        if on_iteration is not None:
-            on_iteration(iteration + 1, iterations, sum(misfit for _, misfit in fitted))
+        progress(Step(STAGE, iteration + 1, iterations, "iteration",
+                      sum(misfit for _, misfit in fitted)))
         if prune_every and (iteration + 1) % prune_every == 0 and iteration + 1 < iterations:
             keep = (current > 0) | (momentum_point > 0) | (gradient < 0)
             if not keep.all():
@@ -171,8 +170,7 @@ class VoxelMethod:
             [to_scipy(matrix) for matrix in system.systems],
             [values.cpu().numpy() for values in system.measured], settings.iterations,
             settings.relaxation,
-            on_iteration=lambda done, total, misfit: progress(
-                Step("voxel fit", done, total, "iteration", misfit)),
+            progress=progress,
             loss="bce" if problem.target == "mask" else "lsq", k=problem.silhouette.k)
         statistics: dict[str, Any] = {
             "iterations": settings.iterations, "hull_voxels": int(system.hull.sum()),

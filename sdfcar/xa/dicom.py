@@ -15,10 +15,9 @@ captures), damaged files and files whose geometry is incomplete raise a one-line
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

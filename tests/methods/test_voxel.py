@@ -61,7 +61,7 @@ def test_pruning_the_voxels_pinned_at_zero_keeps_the_solution(hull_problem):
 def test_progress_reports_a_falling_misfit(hull_problem):
     _, _, systems, targets = hull_problem
     seen = []
-    fit_occupancy(systems, targets, iterations=50, on_iteration=lambda *a: seen.append(a))
-    assert [done for done, _, _ in seen] == list(range(1, 51))
-    assert all(total == 50 for _, total, _ in seen)
-    assert seen[-1][2] < 0.05 * seen[0][2]
+    fit_occupancy(systems, targets, iterations=50, progress=seen.append)
+    assert [step.done for step in seen] == list(range(1, 51))
+    assert all(step.total == 50 and step.stage == "voxel fit" for step in seen)
+    assert seen[-1].loss < 0.05 * seen[0].loss
