@@ -1,0 +1,70 @@
+"""Every preset through the command line, the MONAI bundle and the MONAI Label request
+handler on the small case: each writes the same run-record keys, and the bundle's folder
+equals the command line's."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from monai.bundle import ConfigWorkflow
+
+from sdfcar.apps.cli import main
+from sdfcar.apps.monailabel.infer import run_request
+from sdfcar.config import PRESETS
+from sdfcar.io.images import read_volume
+
+from test_bundle import CONFIG, META, BUNDLE
+
+#: A few iterations of each preset's method (tubes: one tree), set as overrides because
+#: ``--iterations`` does not apply to the tube method.
+SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
+         "voxel": ["voxel.iterations=10"], "neca": ["field.iterations=1"],
+         "sdfcar-paper": ["field.iterations=1"], "tubes": ["tubes.trees=1"]}
+COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhouettes",
+               "config", "inputs", "vessel_voxels", "components",
+               "components_before_postprocess", "tree", "reprojection", "seconds",
+               "statistics", "sdfcar_version", "torch_version"}
+
+
+def test_the_table_covers_every_preset():
+    assert set(SMALL) == set(PRESETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(SMALL))
+def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_case_dir,
+                                                                  tmp_path):
+    sets = [arg for item in SMALL[preset] for arg in ("--set", item)]
+    cli_out = tmp_path / "cli"
+    assert main(["reconstruct", str(small_case_dir), "--out", str(cli_out), "--preset", preset,
+                 "--device", "cpu", "--progress", "none", *sets]) == 0
+    cli_run = json.loads((cli_out / "run.json").read_text())
+    assert COMMON_KEYS <= set(cli_run) and cli_run["preset"] == preset
+    assert set(cli_run["statistics"]) >= {cli_run["method"]}
+
+    bundle_out = tmp_path / "bundle"
+    flow = ConfigWorkflow(config_file=str(CONFIG), meta_file=str(META), logging_file=False,
+                          workflow_type=None, bundle_root=str(BUNDLE), progress=False,
+                          case_dir=str(small_case_dir), output_dir=str(bundle_out),
+                          preset=preset, device="cpu", overrides=SMALL[preset])
+    flow.initialize()
+    flow.run()
+    flow.finalize()
+    bundle_run = json.loads((bundle_out / "run.json").read_text())
+    assert set(bundle_run) - {"bundle_version"} == set(cli_run)
+    assert {p.name for p in bundle_out.iterdir()} == {p.name for p in cli_out.iterdir()}
+    np.testing.assert_array_equal(read_volume(bundle_out / "label.nii.gz")[0],
+                                  read_volume(cli_out / "label.nii.gz")[0])
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for index in (1, 2):
+        shutil.copy(small_case_dir / f"view{index}.nii.gz", studies / f"arc_view{index}.nii.gz")
+    shutil.copy(small_case_dir / "geometry.json", studies / "arc_geometry.json")
+    label_path, summary = run_request({"image": "arc_view1", "preset": preset, "device": "cpu",
+                                       "overrides": SMALL[preset]}, studies, tmp_path)
+    assert summary["run"]["preset"] == preset
+    assert set(summary["run"]) == COMMON_KEYS - {"config", "inputs", "reprojection", "seconds"}
+    np.testing.assert_array_equal(read_volume(label_path)[0],
+                                  read_volume(cli_out / "label.nii.gz")[0])
