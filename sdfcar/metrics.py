@@ -8,6 +8,12 @@ ground-truth grid with :func:`resample_to`.
 Empty masks never raise. When both P and L are empty they agree perfectly: every overlap
 score is 1 and every distance 0. When exactly one is empty, overlap scores are 0 and
 distances ``inf`` (the distance to an empty set).
+
+Centreline metrics compare length-weighted centreline samples
+(:class:`sdfcar.centerlines.Centerlines`): a mask's come from its :func:`skeleton` (radius =
+the Euclidean distance transform of the mask at each skeleton voxel, weight = half the
+length of its edges in the skeleton's minimum spanning tree), ground truth's may instead be
+given as polylines with radii (:func:`sdfcar.centerlines.load`).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
+from sdfcar.centerlines import Centerlines
 from sdfcar.errors import fail
 from sdfcar.geometry import VolumeGrid
 
@@ -38,15 +47,20 @@ def _mask(volume: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _crop(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both masks cut to the bounding box of their union (nothing lies outside it)."""
-    pred, gt = _mask(pred), _mask(gt)
+def _crop_box(pred: np.ndarray, gt: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of the union of two masks of one shape (empty slices when empty)."""
     if pred.shape != gt.shape:
         raise fail("pred", f"shape {pred.shape} differs from the ground truth's {gt.shape}")
     union = pred | gt
     if not union.any():
-        return pred[:0, :0, :0], gt[:0, :0, :0]
-    box = ndimage.find_objects(union.view(np.uint8))[0]
+        return (slice(0, 0),) * 3
+    return ndimage.find_objects(union.view(np.uint8))[0]
+
+
+def _crop(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cut to the bounding box of their union (nothing lies outside it)."""
+    pred, gt = _mask(pred), _mask(gt)
+    box = _crop_box(pred, gt)
     return pred[box], gt[box]
 
 
@@ -139,9 +153,14 @@ def cldice(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
     and 0 otherwise.
     """
     pred, gt = _crop(pred, gt)
+    return _cldice_of(pred, gt, skeleton(pred), skeleton(gt))
+
+
+def _cldice_of(pred: np.ndarray, gt: np.ndarray, skel_pred: np.ndarray, skel_gt: np.ndarray
+               ) -> tuple[float, float, float]:
+    """:func:`cldice` from masks and their skeletons."""
     if not pred.any() and not gt.any():
         return 1.0, 1.0, 1.0
-    skel_pred, skel_gt = skeleton(pred), skeleton(gt)
     n_pred, n_gt = np.count_nonzero(skel_pred), np.count_nonzero(skel_gt)
     tprec = float(np.count_nonzero(skel_pred & gt) / n_pred) if n_pred else 0.0
     tsens = float(np.count_nonzero(skel_gt & pred) / n_gt) if n_gt else 0.0
@@ -227,16 +246,108 @@ def components(mask: np.ndarray) -> int:
     return int(ndimage.label(_mask(mask), CONNECTIVITY_26)[1])
 
 
+# ----------------------------------------------------------------------------- centrelines
+
+
+def _depth(mask: np.ndarray, spacing: Spacing) -> np.ndarray:
+    """Euclidean distance (mm) of every voxel to the nearest background voxel centre (the
+    outside of the array counts as background)."""
+    depth = np.zeros(mask.shape)
+    if mask.any():
+        box = ndimage.find_objects(mask.view(np.uint8))[0]
+        padded = np.pad(mask[box], 1)
+        depth[box] = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    return depth
+
+
+def _length_weights(points: np.ndarray, spacing: Spacing) -> np.ndarray:
+    """Half the length of each point's edges in the minimum spanning tree of the
+    26-neighbour graph (mm); an isolated point stands for one mean voxel size."""
+    weights = np.zeros(len(points))
+    if len(points) > 1:
+        tree = cKDTree(points)
+        reach = 1.01 * float(np.linalg.norm(spacing))
+        graph = tree.sparse_distance_matrix(tree, reach, output_type="coo_matrix")
+        edges = minimum_spanning_tree(graph.tocsr()).tocoo()
+        np.add.at(weights, edges.row, edges.data / 2)
+        np.add.at(weights, edges.col, edges.data / 2)
+    weights[weights == 0] = float(np.mean(spacing))
+    return weights
+
+
+def skeleton_centerlines(mask: np.ndarray, grid: VolumeGrid | None = None,
+                         skel: np.ndarray | None = None) -> Centerlines:
+    """Centreline samples of a mask: its :func:`skeleton` voxels (``skel`` when given) in
+    LPS mm (voxel index in mm without a grid), the distance transform there as radius, and
+    minimum-spanning-tree length weights."""
+    mask = _mask(mask)
+    skel = skeleton(mask) if skel is None else skel
+    affine = grid.affine if grid is not None else np.eye(4)
+    spacing = grid.spacing_mm if grid is not None else (1.0, 1.0, 1.0)
+    index = np.argwhere(skel)
+    points = index @ affine[:3, :3].T + affine[:3, 3]
+    radii = _depth(mask, spacing)[skel]
+    return Centerlines(points, radii, _length_weights(points, spacing))
+
+
+def _nearest(source: Centerlines, target: Centerlines) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) from each source sample to the nearest target sample, and its index."""
+    if not len(target.points):
+        return np.full(len(source.points), np.inf), np.zeros(len(source.points), int)
+    distance, index = cKDTree(target.points).query(source.points)
+    return np.asarray(distance, float), np.asarray(index, int)
+
+
+def _weighted_fraction(weights: np.ndarray, hit: np.ndarray) -> float:
+    return float(weights[hit].sum() / weights.sum())
+
+
+def centerline_scores(pred: Centerlines, truth: Centerlines, tolerance_mm: float = 1.0
+                      ) -> dict[str, float]:
+    """Centreline metrics of predicted against true samples, keyed
+
+    - ``cl_precision_1mm``: length fraction of the predicted centreline within
+      ``tolerance_mm`` of the true one; ``cl_recall_1mm``: the same from truth to prediction;
+    - ``cl_median_mm``: median of all nearest-sample distances, both directions pooled;
+    - ``radius_error_mm``: median ``|r_pred - r_true|`` over predicted samples within
+      ``tolerance_mm`` of the truth, against the nearest true sample (NaN when none is);
+    - ``length_error_pct``: ``100 (length_pred - length_true) / length_true``.
+
+    Both empty: perfect scores (1, 0); one empty: 0 overlap and ``inf`` distances.
+    """
+    if not len(pred.points) and not len(truth.points):
+        return {"cl_precision_1mm": 1.0, "cl_recall_1mm": 1.0, "cl_median_mm": 0.0,
+                "radius_error_mm": 0.0, "length_error_pct": 0.0}
+    limit = tolerance_mm + TOLERANCE_MM
+    to_truth, match = _nearest(pred, truth)
+    to_pred, _ = _nearest(truth, pred)
+    close = to_truth <= limit
+    radius = np.abs(pred.radii[close] - truth.radii[match[close]])
+    length = (100.0 * (pred.length_mm - truth.length_mm) / truth.length_mm
+              if len(truth.points) else float("inf"))
+    return {
+        "cl_precision_1mm": _weighted_fraction(pred.weights, close) if close.size else 0.0,
+        "cl_recall_1mm": _weighted_fraction(truth.weights, to_pred <= limit)
+        if to_pred.size else 0.0,
+        "cl_median_mm": float(np.median(np.concatenate([to_truth, to_pred]))),
+        "radius_error_mm": float(np.median(radius)) if radius.size else float("nan"),
+        "length_error_pct": float(length),
+    }
+
+
 # ----------------------------------------------------------------------------- all at once
 
 
 def evaluate(pred: np.ndarray, gt: np.ndarray, pred_grid: VolumeGrid | None = None,
-             gt_grid: VolumeGrid | None = None) -> dict[str, float]:
+             gt_grid: VolumeGrid | None = None, centerlines: Centerlines | None = None
+             ) -> dict[str, float]:
     """All metrics of P against L, keyed ``dice, iou, cldice, tprec, tsens, ot_1mm, ot_2mm,
-    chamfer_mm, hd95_mm, components_pred, components_gt, betti0_error``.
+    chamfer_mm, hd95_mm, components_pred, components_gt, betti0_error`` and the centreline
+    keys of :func:`centerline_scores`.
 
     With both grids, ``pred`` is first resampled onto ``gt_grid`` (:func:`resample_to`);
-    with one grid, it is the grid of both; with none, voxels are 1 mm cubes. Distances may
+    with one grid, it is the grid of both; with none, voxels are 1 mm cubes. The true
+    centrelines are ``centerlines`` (LPS mm) when given, else L's skeleton. Distances may
     be ``inf`` (see the module notes on empty masks); component counts are ints and
     ``betti0_error = |components_pred - components_gt|``.
     """
@@ -245,10 +356,15 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, pred_grid: VolumeGrid | None = No
     grid = gt_grid if gt_grid is not None else pred_grid
     if grid is not None and np.shape(gt) != tuple(grid.shape):
         raise fail("gt", f"shape {np.shape(gt)} does not match its grid {grid.shape}")
-    pred, gt = _crop(pred, gt)  # every metric below is unchanged by the crop
+    pred, gt = _mask(pred), _mask(gt)
+    box = _crop_box(pred, gt)  # every voxel metric below is unchanged by the crop
+    skel_pred, skel_gt = skeleton(pred), skeleton(gt)
+    truth = centerlines if centerlines is not None else skeleton_centerlines(gt, grid, skel_gt)
+    lines = centerline_scores(skeleton_centerlines(pred, grid, skel_pred), truth)
+    pred, gt, skel_pred, skel_gt = (v[box] for v in (pred, gt, skel_pred, skel_gt))
     spacing = grid.spacing_mm if grid is not None else (1.0, 1.0, 1.0)
     pred_to_gt, gt_to_pred = nearest_distances(pred, gt, spacing)
-    score, tprec, tsens = cldice(pred, gt)
+    score, tprec, tsens = _cldice_of(pred, gt, skel_pred, skel_gt)
     n_pred, n_gt = components(pred), components(gt)
     return {
         "dice": dice(pred, gt),
@@ -263,4 +379,5 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, pred_grid: VolumeGrid | None = No
         "components_pred": n_pred,
         "components_gt": n_gt,
         "betti0_error": abs(n_pred - n_gt),
+        **lines,
     }

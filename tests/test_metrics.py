@@ -1,5 +1,6 @@
 """Tests for sdfcar.metrics: exact values on boxes and lines, grids, edge cases, MONAI."""
 
+import json
 import math
 
 import numpy as np
@@ -9,11 +10,14 @@ from monai.metrics import compute_dice
 from scipy import ndimage
 
 from sdfcar import metrics
+from sdfcar.centerlines import from_polylines, load, to_json
 from sdfcar.errors import InputError
 from sdfcar.geometry import VolumeGrid
+from sdfcar.geometry.tubes import Segment, rasterize_segments
 
 KEYS = {"dice", "iou", "cldice", "tprec", "tsens", "ot_1mm", "ot_2mm", "chamfer_mm",
-        "hd95_mm", "components_pred", "components_gt", "betti0_error"}
+        "hd95_mm", "components_pred", "components_gt", "betti0_error", "cl_precision_1mm",
+        "cl_recall_1mm", "cl_median_mm", "radius_error_mm", "length_error_pct"}
 
 
 def box_tube(shape=(40, 15, 15), width=5, offset=(0, 0), length=(5, 35)):
@@ -214,3 +218,77 @@ def test_mismatched_shapes_are_rejected():
     with pytest.raises(InputError, match="grid"):
         metrics.evaluate(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)),
                          gt_grid=VolumeGrid((4, 4, 5)))
+
+
+# ----------------------------------------------------------------------------- centrelines
+
+# Odd sizes: the tube axes run through voxel centres (odd widths; see metrics.skeleton)
+CL_GRID = VolumeGrid((101, 77, 21), (0.5, 0.5, 0.5))
+
+
+def tubes(*polylines, radius=1.0, shift=(0.0, 0.0, 0.0)):
+    """Label of capsule tubes (``radius`` mm) along polylines (LPS mm) on :data:`CL_GRID`."""
+    segments = [Segment(f"v{n}", np.asarray(p, float) + shift, np.full(len(p), radius), None)
+                for n, p in enumerate(polylines)]
+    return rasterize_segments(segments, CL_GRID) >= 0.5
+
+
+def truth_of(*polylines, radius=1.0):
+    return from_polylines([(np.asarray(p, float), np.full(len(p), radius)) for p in polylines])
+
+
+STRAIGHT = [(-20.0, 0.0, 0.0), (20.0, 0.0, 0.0)]
+
+
+def test_straight_tube_has_its_radius_and_full_recall():
+    label = tubes(STRAIGHT, radius=2.0)
+    scores = metrics.evaluate(label, label, gt_grid=CL_GRID,
+                              centerlines=truth_of(STRAIGHT, radius=2.0))
+    assert set(scores) == KEYS
+    assert scores["cl_recall_1mm"] == 1.0 and scores["cl_precision_1mm"] == 1.0
+    assert scores["radius_error_mm"] < 0.25  # half a voxel
+    assert abs(scores["length_error_pct"]) < 5.0
+    assert scores["cl_median_mm"] <= 0.1 + 1e-9  # half the 0.2 mm step of the true samples
+    # from skeletons on both sides the scores are exact
+    same = metrics.evaluate(label, label, gt_grid=CL_GRID)
+    assert same["cl_recall_1mm"] == same["cl_precision_1mm"] == 1.0
+    assert same["radius_error_mm"] == same["length_error_pct"] == same["cl_median_mm"] == 0.0
+
+
+@pytest.mark.parametrize("shift, recall", [(0.5, 1.0), (2.0, 0.0)])
+def test_shifted_tube_recall_at_1mm(shift, recall):
+    pred = tubes(STRAIGHT, shift=(0.0, shift, 0.0))
+    scores = metrics.evaluate(pred, tubes(STRAIGHT), gt_grid=CL_GRID,
+                              centerlines=truth_of(STRAIGHT))
+    assert scores["cl_recall_1mm"] == pytest.approx(recall)
+    assert scores["cl_precision_1mm"] == pytest.approx(recall)
+    assert scores["cl_median_mm"] == pytest.approx(shift, abs=0.3)
+    if recall == 0.0:
+        assert math.isnan(scores["radius_error_mm"])
+
+
+def test_tree_missing_one_branch_has_its_length_fraction_as_recall():
+    trunk = [(-20.0, 0.0, 0.0), (20.0, 0.0, 0.0)]
+    first = [(-5.0, 0.0, 0.0), (-5.0, 15.0, 0.0)]
+    second = [(10.0, 0.0, 0.0), (10.0, -15.0, 0.0)]
+    truth = truth_of(trunk, first, second)
+    assert truth.length_mm == pytest.approx(70.0)
+    scores = metrics.evaluate(tubes(trunk, first), tubes(trunk, first, second),
+                              gt_grid=CL_GRID, centerlines=truth)
+    # the missing branch's first millimetre lies within 1 mm of the trunk
+    assert scores["cl_recall_1mm"] == pytest.approx((40 + 15 + 1) / 70, abs=0.02)
+    assert scores["cl_precision_1mm"] == pytest.approx(1.0, abs=0.01)
+    assert scores["length_error_pct"] == pytest.approx(-15 / 70 * 100, abs=4.0)
+
+
+def test_centerline_file_is_read_and_bad_files_fail(tmp_path):
+    good = tmp_path / "cl.json"
+    good.write_text(json.dumps(to_json([("trunk", None, np.array(STRAIGHT), [1.0, 1.0])])))
+    assert load(good).length_mm == pytest.approx(40.0)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"vessels": [{"points": [[0, 0, 0]], "radii": [1]}]}))
+    with pytest.raises(InputError, match=r"vessels\[0\]\.points"):
+        load(bad)
+    bad.write_text("{")
+    with pytest.raises(InputError, match="bad.json"):
+        load(bad)

@@ -49,6 +49,7 @@ def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     assert run["statistics"]["field"]["iterations"] == 3 and 0.0 <= run["scores"]["dice"] <= 1.0
     printed = capsys.readouterr().out
     assert "ground truth" in printed and "cldice" in printed
+    assert "voxelised at 0.4 mm, 2x finer than the 0.8 mm reconstruction grid" in printed
 
 
 @pytest.mark.slow
@@ -85,6 +86,25 @@ def test_evaluate_agrees_with_an_independent_computation(tmp_path, capsys):
     assert scores["dice"] == pytest.approx(expected_dice, abs=0.01)
     assert scores["cldice"] == pytest.approx(expected_cldice, abs=0.01)
     assert 0.3 < scores["dice"] < 0.95
+
+
+def test_evaluate_scores_centerlines_from_a_file(tmp_path, capsys):
+    from sdfcar.centerlines import segments_json
+    from sdfcar.geometry import VolumeGrid
+    from sdfcar.io.images import write_volume
+    from sdfcar.synthetic.phantom import generate_tree, rasterize
+
+    grid = VolumeGrid((64, 64, 64), (1.6, 1.6, 1.6))
+    tree = generate_tree("lca", 0)
+    write_volume(tmp_path / "gt.nii.gz", (rasterize(tree, grid) >= 0.5).astype(np.uint8), grid)
+    (tmp_path / "cl.json").write_text(json.dumps(segments_json(tree.segments)))
+    arguments = ["evaluate", "--pred", str(tmp_path / "gt.nii.gz"), "--gt",
+                 str(tmp_path / "gt.nii.gz"), "--json"]
+    assert main(arguments + ["--centerlines", str(tmp_path / "cl.json")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["cl_precision_1mm"] > 0.8 and scores["cl_recall_1mm"] > 0.8
+    assert main(arguments + ["--centerlines", str(tmp_path / "gt.nii.gz")]) == 2
+    assert "gt.nii.gz: not a readable JSON centreline file" in capsys.readouterr().err
 
 
 def test_progress_lines_are_machine_readable_and_parse_back(capsys):
