@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -57,17 +58,37 @@ class Cell:
     overrides: tuple[str, ...] = ()
     note: str = ""
     timing_only: bool = False  # too few iterations for its scores to mean anything
+    poisson_photons: float = 0.0  # Poisson noise at this many photons per pixel (0: none)
+    xa: bool = False  # through synthetic XA DICOM runs and the full 2D pipeline
+    rotation_secondary_error_deg: float = 0.0  # error on view 2's secondary angle (fit only)
+    isocenter_error_mm: float = 0.0  # view 2's isocenter misplaced by this much (fit only)
+    view_shift_mm: float = 0.0  # the tree moved head-feet (S) in view 2's simulation only
+
+    @property
+    def case(self) -> str:
+        """The phantom, e.g. ``lca0``."""
+        return f"{self.kind}{self.seed}"
 
     @property
     def name(self) -> str:
         """File-name key of the cell."""
-        parts = [self.suite, f"{self.kind}{self.seed}", self.preset]
+        parts = [self.suite, self.case, self.preset]
         if self.noise:
             parts.append(f"noise{self.noise:g}")
+        if self.poisson_photons:
+            parts.append(f"poisson{self.poisson_photons:g}")
+        if self.xa:
+            parts.append("xa")
         if self.separation_deg is not None:
             parts.append(f"sep{self.separation_deg:g}")
         if self.rotation_error_deg:
             parts.append(f"rot{self.rotation_error_deg:g}")
+        if self.rotation_secondary_error_deg:
+            parts.append(f"rotsec{self.rotation_secondary_error_deg:g}")
+        if self.isocenter_error_mm:
+            parts.append(f"iso{self.isocenter_error_mm:g}")
+        if self.view_shift_mm:
+            parts.append(f"resp{self.view_shift_mm:g}")
         if self.shift_mm:
             parts.append(f"shift{self.shift_mm:g}")
         if self.phantom_supersample > 1:
@@ -140,33 +161,57 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     case = simulate_case(seen, seen_grid, geometry, noise=noise, seed=cell.seed)
     fit_views = (views[0], dataclasses.replace(
         views[1], primary_angle_deg=views[1].primary_angle_deg + cell.rotation_error_deg))
-    config = build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
-                          device="auto")
+    config = cell_config(cell)
     result = reconstruct(case.views, CaseGeometry(fit_views, grid), config)
     scores = evaluate(result.label > 0, label > 0, grid, grid)
+    return cell_record(cell, started, scores, config, result), result.label
+
+
+def cell_config(cell: Cell):
+    """The reconstruction config of a cell (its preset, overrides and iterations)."""
+    return build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
+                        device="auto")
+
+
+def cell_record(cell: Cell, started: float, scores: dict, config=None, result=None) -> dict:
+    """A cell's record: scores, wall time, timing of the reconstruction (with the preset's
+    remaining iterations extrapolated where the cell ran fewer), memory and provenance.
+    Without ``config``/``result`` (a row that reconstructs nothing) the timing is empty."""
+    record = {"cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
+              "seconds_total": round(time.perf_counter() - started, 2)}
+    if result is not None:
+        record.update(_timing(cell, config, result))
+    record.update({
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": machine_description(), "date": date.today().isoformat(),
+        "commit": git_commit(), "sdfcar_version": __version__,
+    })
+    return record
+
+
+def _timing(cell: Cell, config, result) -> dict:
     record_ = result.record
     statistics = record_.statistics[config.method]
     iterations = getattr(config.settings_of(config.method), "iterations", None)
     preset_iterations = getattr(build_config(cell.preset).settings_of(config.method),
                                 "iterations", None)
-    per_iteration = statistics.get("seconds_per_iteration", 0.0)
+    # A method that does not time its iterations: the whole reconstruction per iteration
+    # (an upper bound, setup included), said so in the record.
+    measured = "seconds_per_iteration" in statistics
+    per_iteration = (statistics["seconds_per_iteration"] if measured
+                     else record_.seconds["reconstruct"] / iterations if iterations else 0.0)
     missing = (preset_iterations or 0) - (iterations or 0)
-    record = {
-        "cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
-        "seconds_total": round(time.perf_counter() - started, 2),
+    return {
         "seconds_reconstruct": record_.seconds["reconstruct"],
-        "seconds_per_iteration": per_iteration,
+        "seconds_per_iteration": round(per_iteration, 5),
+        "seconds_per_iteration_from": "method" if measured else "reconstruct / iterations",
         "iterations": iterations, "preset_iterations": preset_iterations,
         "seconds_to_solution": round(record_.seconds["reconstruct"] + per_iteration * missing,
                                      2),
         "extrapolated": iterations != preset_iterations,
         "path": statistics.get("sampling", config.method), "device": record_.device,
         "components_before_postprocess": record_.components_before_postprocess,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "machine": machine_description(), "date": date.today().isoformat(),
-        "commit": git_commit(), "sdfcar_version": __version__,
     }
-    return record, result.label
 
 
 def machine_description() -> str:
@@ -185,11 +230,33 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_suites(suites: list[str], results: Path, limit: int | None = None) -> list[Path]:
-    """Run every unfinished cell of ``suites`` (each in a fresh process); skip finished."""
-    cells = [cell for suite in suites for cell in SUITES[suite]()]
+#: A cell timed while the 1-minute load average exceeded this (at its start or end) is
+#: marked ``under_load``: its seconds are not those of a quiet machine.
+LOAD_LIMIT = 1.5
+#: Suites whose cells :mod:`realistic` runs (the rest run here).
+REALISTIC_SUITES = ("realistic", "robustness-matrix")
+#: The preset name of the rows that score the truth's own partial-volume label (no fit).
+CEILING = "ceiling"
+
+
+def select_cells(cells: list[Cell], presets: list[str] | None = None,
+                 cases: list[str] | None = None) -> list[Cell]:
+    """The cells of the given presets (rows without a reconstruction, such as the ceiling,
+    always stay) and phantoms (e.g. ``lca0``); None keeps all."""
+    return [cell for cell in cells
+            if (presets is None or cell.preset in presets or cell.preset == CEILING)
+            and (cases is None or cell.case in cases)]
+
+
+def pending(cells: list[Cell], results: Path, limit: int | None = None) -> list[Cell]:
+    """The first ``limit`` cells (all when None) without a record under ``results``."""
     todo = [cell for cell in cells if not (results / f"{cell.name}.json").exists()]
-    todo = todo[:limit] if limit is not None else todo
+    return todo[:limit] if limit is not None else todo
+
+
+def run_cells(cells: list[Cell], results: Path, limit: int | None = None) -> list[Path]:
+    """Run every unfinished cell (each in a fresh process); skip finished ones."""
+    todo = pending(cells, results, limit)
     results.mkdir(parents=True, exist_ok=True)
     written, failed = [], []
     bar = tqdm(todo, desc="benchmark", unit="cell")
@@ -208,11 +275,24 @@ def run_suites(suites: list[str], results: Path, limit: int | None = None) -> li
     return written
 
 
-def _cell_main(spec: str, results: Path) -> None:
+def cell_from_spec(spec: str) -> Cell:
+    """A cell from its JSON (``dataclasses.asdict``)."""
     data = json.loads(spec)
     data["overrides"] = tuple(data.get("overrides", ()))
-    cell = Cell(**data)
-    record, label = run_cell(cell)
+    return Cell(**data)
+
+
+def _cell_main(spec: str, results: Path) -> None:
+    cell = cell_from_spec(spec)
+    load_start = os.getloadavg()[0]
+    if cell.suite in REALISTIC_SUITES:
+        from realistic import run_cell as runner
+    else:
+        runner = run_cell
+    record, label = runner(cell)
+    load_end = os.getloadavg()[0]
+    record.update(load_start=round(load_start, 2), load_end=round(load_end, 2),
+                  under_load=max(load_start, load_end) > LOAD_LIMIT)
     with atomic_file(results / f"{cell.name}.label.npz", overwrite=True) as temporary:
         np.savez_compressed(temporary, label=np.packbits(label > 0))
     with atomic_file(results / f"{cell.name}.json", overwrite=True) as temporary:

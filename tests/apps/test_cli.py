@@ -94,7 +94,7 @@ def test_evaluate_scores_centerlines_from_a_file(tmp_path, capsys):
     from sdfcar.io.images import write_volume
     from sdfcar.synthetic.phantom import generate_tree, rasterize
 
-    grid = VolumeGrid((64, 64, 64), (1.6, 1.6, 1.6))
+    grid = VolumeGrid()
     tree = generate_tree("lca", 0)
     write_volume(tmp_path / "gt.nii.gz", (rasterize(tree, grid) >= 0.5).astype(np.uint8), grid)
     (tmp_path / "cl.json").write_text(json.dumps(segments_json(tree.segments)))

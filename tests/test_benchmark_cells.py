@@ -1,0 +1,102 @@
+"""The realistic benchmark suites' cells: names, selection, presets, resumption, geometry."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import harness  # noqa: E402
+import realistic  # noqa: E402
+import run as runner  # noqa: E402
+from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry  # noqa: E402
+
+
+def test_realistic_suite_covers_kinds_conditions_and_every_preset(monkeypatch):
+    monkeypatch.setattr("sdfcar.config.PRESETS", ("default", "tubes", "sdf-tree"))
+    cells = realistic.realistic_cells(iterations={"tubes": 7})
+    names = [cell.name for cell in cells]
+    assert len(names) == len(set(names))
+    cases = {cell.case for cell in cells}
+    assert {f"lca{s}" for s in range(4)} | {f"rca{s}" for s in range(4)} | {"lumens0"} == cases
+    assert {cell.preset for cell in cells} == {"default", "tubes", "sdf-tree", "ceiling"}
+    assert sum(cell.preset == "ceiling" for cell in cells) == len(cases)
+    assert all(cell.phantom_supersample == 2 for cell in cells)
+    assert "realistic_rca3_tubes_poisson1700_fine2_it7" in names
+    assert "realistic_lumens0_sdf-tree_xa_fine2" in names
+    assert "realistic_lca0_default_noise0.05_fine2" in names
+    reduced = next(cell for cell in cells if cell.iterations == 7)
+    assert "extrapolated" in reduced.note
+
+
+def test_matrix_names_each_error_and_selection_keeps_the_ceiling(tmp_path):
+    cells = realistic.matrix_cells(["voxel"])
+    names = {cell.name for cell in cells}
+    for tag in ("sep20", "rot0.5", "rotsec3", "iso5", "resp2", "noise0.1"):
+        assert f"robustness-matrix_lca0_voxel_{tag}_fine2" in names
+    assert "robustness-matrix_lca0_voxel_fine2" in names
+    everything = runner.suite_cells(["realistic", "robustness-matrix"], ["voxel"], {})
+    chosen = harness.select_cells(everything, ["tubes"], ["rca1"])
+    assert [cell.name for cell in chosen] == ["realistic_rca1_ceiling_fine2"]
+    (tmp_path / f"{everything[0].name}.json").write_text("{}")
+    todo = harness.pending(everything, tmp_path, limit=2)
+    assert [cell.name for cell in todo] == [c.name for c in everything[1:3]]
+    spec = json.dumps(dataclasses.asdict(cells[5]))
+    assert harness.cell_from_spec(spec) == cells[5]
+
+
+def test_iterations_option_is_checked():
+    assert runner._iterations("neca=100") == ("neca", 100)
+    with pytest.raises(Exception, match="PRESET=N"):
+        runner._iterations("neca=0")
+
+
+def test_errors_go_to_the_fit_geometry_only():
+    geometry = CaseGeometry(REFERENCE_VIEWS)
+    cell = harness.Cell("robustness-matrix", "lca", 0, "voxel", rotation_error_deg=2.0,
+                        rotation_secondary_error_deg=1.0, isocenter_error_mm=3.0)
+    fit = realistic.fit_geometry(cell, geometry)
+    assert fit.views[0] == geometry.views[0] and geometry.views == REFERENCE_VIEWS
+    second = fit.views[1]
+    assert second.primary_angle_deg == pytest.approx(REFERENCE_VIEWS[1].primary_angle_deg + 2)
+    assert second.secondary_angle_deg == pytest.approx(
+        REFERENCE_VIEWS[1].secondary_angle_deg + 1)
+    magnification = second.source_to_detector_mm / second.source_to_isocenter_mm
+    assert second.detector_offset_mm[1] == pytest.approx(3.0 * magnification)
+
+
+def test_ceiling_label_thresholds_the_block_average():
+    fine = np.zeros((4, 4, 4), dtype=bool)
+    fine[:2, :2, :2] = True  # a full block
+    fine[2:, 2:, 2:][0] = True  # half a block
+    fine[0, 2, 2] = True  # one eighth
+    ceiling = realistic.ceiling_label(fine)
+    assert ceiling[0, 0, 0] and ceiling[1, 1, 1] and not ceiling[0, 1, 1]
+
+
+def _fake_record(cell, dice):
+    scores = {"dice": dice, "cldice": dice, "ot_1mm": dice, "cl_precision_1mm": dice,
+              "cl_recall_1mm": dice, "cl_median_mm": 1 - dice, "radius_error_mm": 0.1,
+              "length_error_pct": -5.0}
+    return {"cell": dataclasses.asdict(cell), "name": cell.name, "scores": scores,
+            "scores_fine": scores, "seconds_total": 1.0, "peak_rss_mb": 10.0,
+            "under_load": cell.seed == 1}
+
+
+def test_report_tables_and_curves_from_records(tmp_path):
+    import report_realistic
+
+    records = [_fake_record(cell, 0.5 + 0.01 * n)
+               for n, cell in enumerate(realistic.realistic_cells(["tubes"])[:20])]
+    matrix = [_fake_record(cell, 0.8 - 0.01 * n)
+              for n, cell in enumerate(realistic.matrix_cells(["tubes", "voxel"]))]
+    lines = report_realistic.section(records + matrix, tmp_path)
+    text = "\n".join(lines)
+    assert "| ceiling | - | LCA | 4 |" in text and "| tubes | noise-free | RCA | 4 |" in text
+    assert "| tubes | noise-free | lumens (2nd generator) | 1 |" in text
+    assert "isocenter error, view 2 (mm) = 5 |" in text
+    assert (tmp_path / "figures" / "robustness_matrix.png").stat().st_size > 1000
