@@ -2,8 +2,10 @@
 
 Each cell (a phantom, a preset, an acquisition condition) runs in its own Python process so
 its peak memory is its own, writes ``<results>/<cell>.json`` atomically, and is skipped
-when that file exists (the suite resumes where it stopped). ``benchmarks.report``
-turns the records into ``docs/benchmarks.md`` and its figures.
+when that file exists (the suite resumes where it stopped); the record keeps the load
+average at the cell's start and end. The original suites (``quality``, ``robustness``) run
+here; the realistic ones are built and run by ``benchmarks/realistic.py``.
+``benchmarks/report.py`` turns the records into ``docs/benchmarks.md`` and its figures.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sdfcar import __version__
+# The sdfcar of this checkout (a git worktree, say), not whichever one is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sdfcar import __version__  # noqa: E402
 from sdfcar.io.atomic import atomic_file
 from sdfcar.config import build_config
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, ViewGeometry
@@ -131,7 +136,8 @@ def robustness_cells() -> list[Cell]:
 SUITES = {"quality": quality_cells, "robustness": robustness_cells}
 
 
-def _views(cell: Cell) -> tuple[ViewGeometry, ViewGeometry]:
+def cell_views(cell: Cell) -> tuple[ViewGeometry, ViewGeometry]:
+    """The reference views, or a LAO/RAO pair at +-separation/2 without cranial tilt."""
     if cell.separation_deg is None:
         return REFERENCE_VIEWS
     half = cell.separation_deg / 2.0
@@ -145,7 +151,7 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     """Simulate, reconstruct and score one cell in this process; returns its record and
     the predicted label."""
     started = time.perf_counter()
-    views = _views(cell)
+    views = cell_views(cell)
     geometry = CaseGeometry(views)
     grid = geometry.volume
     label = label_volume(cell.kind, cell.seed, grid)

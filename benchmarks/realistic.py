@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import CEILING, Cell, _views, cell_config, cell_record
+from harness import CEILING, Cell, cell_config, cell_record, cell_views
 from sdfcar.centerlines import Centerlines, from_polylines, parse, segments_json
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.metrics import evaluate
@@ -200,7 +200,7 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     """Simulate, reconstruct (or take the ceiling label) and score one cell; returns its
     record and the label on the reconstruction grid."""
     started = time.perf_counter()
-    geometry = CaseGeometry(_views(cell))
+    geometry = CaseGeometry(cell_views(cell))
     grid = geometry.volume
     truth = truth_of(cell.kind, cell.seed, grid, cell.phantom_supersample)
     config = result = None
