@@ -3,8 +3,9 @@
 The config holds the settings every method shares (what the views are, silhouettes, the
 visual hull, one tree, seed, device) and one typed section per method, next to the method's
 code: ``voxel`` (:class:`~sdfcar.methods.voxel.VoxelSettings`), ``field``
-(:class:`~sdfcar.methods.field.method.FieldSettings`) and ``tubes``
-(:class:`~sdfcar.methods.tubes.tracing.TubeSettings`). ``method`` names the method that
+(:class:`~sdfcar.methods.field.method.FieldSettings`), ``tubes``
+(:class:`~sdfcar.methods.tubes.tracing.TubeSettings`) and ``tree``
+(:class:`~sdfcar.methods.tree.method.TreeSettings`). ``method`` names the method that
 runs and ``prior`` the one whose result it starts from or is pulled towards (``none``).
 A preset is a JSON file of such settings. Bad settings raise a one-line
 :class:`~sdfcar.errors.InputError` naming the key.
@@ -21,11 +22,12 @@ from typing import Any, ClassVar
 from sdfcar.errors import fail
 from sdfcar.methods.catalogue import METHODS
 from sdfcar.methods.field.method import FieldSettings
+from sdfcar.methods.tree.method import TreeSettings
 from sdfcar.methods.tubes.tracing import TubeSettings
 from sdfcar.methods.voxel import VoxelSettings
 from sdfcar.pipeline.connect import MODES as CONNECTIVITY_MODES
 
-PRESETS = ("default", "voxel", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes")
 #: Target modes (``target``): what the views hold.
 TARGETS = ("auto", "integral", "mask")
 #: Methods (``method``, ``prior``) and the priors each accepts.
@@ -87,6 +89,7 @@ class ReconstructionConfig:
     voxel: VoxelSettings = dataclasses.field(default_factory=VoxelSettings)
     field: FieldSettings = dataclasses.field(default_factory=FieldSettings)
     tubes: TubeSettings = dataclasses.field(default_factory=TubeSettings)
+    tree: TreeSettings = dataclasses.field(default_factory=TreeSettings)
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "method": tuple(METHOD_PRIORS), "prior": ("none", *METHOD_PRIORS), "target": TARGETS,

@@ -9,7 +9,7 @@ from sdfcar.errors import InputError
 
 
 def test_presets_load_and_every_field_can_be_overridden():
-    assert set(PRESETS) == {"default", "voxel", "neca", "sdfcar-paper", "tubes"}
+    assert set(PRESETS) == {"default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes"}
     tubes = build_config("tubes", ["tubes.trees=2"])
     assert (tubes.method, tubes.tubes.trees, tubes.tubes.step_mm) == ("tubes", 2, 0.8)
     paper = build_config("sdfcar-paper").field

@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: Presets and devices the command line accepts (the module offers them before ``sdfcar``
 #: is installed; the tests check they match ``sdfcar.config.PRESETS`` and the CLI).
-PRESETS = ("default", "voxel", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes")
 DEVICES = ("auto", "cpu", "cuda")
 
 

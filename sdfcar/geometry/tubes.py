@@ -29,13 +29,17 @@ class Segment:
 
 
 
-def _inside(segments: Sequence[Segment], grid: VolumeGrid) -> np.ndarray:
-    """Boolean mask of voxel centres inside the union of the tapered capsules."""
-    mask = np.zeros(grid.shape, dtype=bool)
+def segments_sdf(segments: Sequence[Segment], grid: VolumeGrid, band_mm: float = 0.0
+                 ) -> np.ndarray:
+    """Signed distance (mm, negative inside; float32, ``grid.shape``) of the voxel centres to
+    the union of the tapered capsules: per piece, the distance to its axis segment minus the
+    radius interpolated at the closest point, the minimum over pieces. Exact within
+    ``band_mm`` of the surface (and inside); farther voxels hold ``band_mm``."""
+    sdf = np.full(grid.shape, max(band_mm, 1e-6), dtype=np.float32)
     to_lps, origin, shape = grid.index_to_lps, grid.origin_mm, np.array(grid.shape)
     for seg in segments:
         a, b, ra, rb = seg.points[:-1], seg.points[1:], seg.radii[:-1], seg.radii[1:]
-        reach = np.maximum(ra, rb)[:, None]
+        reach = np.maximum(ra, rb)[:, None] + band_mm
         lo, hi = np.minimum(a, b) - reach, np.maximum(a, b) + reach
         corners = grid.lps_to_index(lo[:, None] + CORNERS * (hi - lo)[:, None])
         first = np.maximum(np.ceil(corners.min(axis=1)), 0).astype(int)
@@ -44,11 +48,12 @@ def _inside(segments: Sequence[Segment], grid: VolumeGrid) -> np.ndarray:
             axes = np.ix_(*(np.arange(first[n, d], last[n, d]) for d in range(3)))
             rel = origin - a[n] + sum(axes[d][..., None] * to_lps[:, d] for d in range(3))
             ab = b[n] - a[n]
-            t = np.clip(rel @ ab / (ab @ ab), 0.0, 1.0)
-            dist2 = np.sum((rel - t[..., None] * ab) ** 2, axis=-1)
+            t = np.clip(rel @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+            distance = np.sqrt(np.sum((rel - t[..., None] * ab) ** 2, axis=-1)) \
+                - (ra[n] + t * (rb[n] - ra[n]))
             box = tuple(slice(first[n, d], last[n, d]) for d in range(3))
-            mask[box] |= dist2 <= (ra[n] + t * (rb[n] - ra[n])) ** 2
-    return mask
+            np.minimum(sdf[box], distance, out=sdf[box])
+    return sdf
 
 
 def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersample: int = 1
@@ -63,5 +68,5 @@ def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersampl
     fine = VolumeGrid(tuple(n * s for n in grid.shape), tuple(h / s for h in grid.spacing_mm),
                       grid.center_mm, grid.direction)
     n = grid.shape
-    mask = _inside(segments, fine).reshape(n[0], s, n[1], s, n[2], s)
+    mask = (segments_sdf(segments, fine) <= 0.0).reshape(n[0], s, n[1], s, n[2], s)
     return mask.mean(axis=(1, 3, 5), dtype=np.float32)

@@ -106,7 +106,7 @@ def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silen
     """First stage: the problem of ``inputs`` and the methods' reconstruction of it."""
     started = time.perf_counter()
     check_memory(inputs.geometry, "geometry",
-                 dense=config.method != "tubes" and config.hull.mode == "off")
+                 dense=config.method not in ("tubes", "tree") and config.hull.mode == "off")
     device = resolve_device(config.device)
     with deterministic():
         problem, views = build_problem(inputs.views, inputs.geometry, inputs.masks, config,

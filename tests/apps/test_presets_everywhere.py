@@ -16,11 +16,13 @@ from sdfcar.io.images import read_volume
 
 from test_bundle import CONFIG, META, BUNDLE
 
-#: A few iterations of each preset's method (tubes: one tree), set as overrides because
-#: ``--iterations`` does not apply to the tube method.
+#: A few iterations of each preset's method (tubes, sdf-tree: one tree), set as overrides
+#: because ``--iterations`` does not apply to the tube methods.
 SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
          "voxel": ["voxel.iterations=10"], "neca": ["field.iterations=1"],
-         "sdfcar-paper": ["field.iterations=1"], "tubes": ["tubes.trees=1"]}
+         "sdfcar-paper": ["field.iterations=1"], "tubes": ["tubes.trees=1"],
+         "sdf-tree": ["tree.tracing.trees=1", "tree.refine.coarse_iterations=5",
+                      "tree.refine.fine_iterations=5", "tree.rounds=0"]}
 COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhouettes",
                "config", "inputs", "vessel_voxels", "components",
                "components_before_postprocess", "tree", "reprojection", "seconds",

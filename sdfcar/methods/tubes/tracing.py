@@ -234,8 +234,17 @@ class _Tracer:
 
     def add(self, path: list[tuple[np.ndarray, float]], parent: Segment | None = None
             ) -> Segment:
-        vessel = Segment(f"vessel{len(self.vessels)}", np.array([p for p, _ in path]),
+        """A new vessel along ``path`` (a branch of ``parent``), explained away."""
+        names = {v.name for v in self.vessels}
+        number = len(self.vessels)
+        while f"vessel{number}" in names:
+            number += 1
+        vessel = Segment(f"vessel{number}", np.array([p for p, _ in path]),
                          np.array([r for _, r in path]), parent.name if parent else None)
+        return self.adopt(vessel)
+
+    def adopt(self, vessel: Segment) -> Segment:
+        """Take ``vessel`` into the tree: subtract its integrals from the views."""
         for view in self.views:
             view.subtract(render_chain(view.detector, vessel.points, vessel.radii))
         self.vessels.append(vessel)
@@ -249,8 +258,11 @@ class _Tracer:
         backward = self.follow(start.centre, -start.axis, start.radius)
         forward = self.follow(start.centre, start.axis, start.radius)
         self.add(backward[::-1] + [(start.centre, start.radius)] + forward)
+        self.grow_branches([self.vessels[0]])
+
+    def grow_branches(self, queue: list[Segment]) -> None:
+        """Branches of the vessels in ``queue``, then of those branches, and so on."""
         directions = _fibonacci_sphere(96)
-        queue = [self.vessels[0]]
         while queue:
             parent = queue.pop(0)
             for index, direction in self.branch_candidates(parent, directions):
@@ -336,3 +348,16 @@ def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: T
             best = TracedTree(tracer.vessels, unexplained, len(starts))
         progress(Step("tracing", done, len(starts), "tree", unexplained))
     return best if best is not None else TracedTree([], float("nan"), 0)
+
+
+def extend_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
+                vessels: Sequence[Segment]) -> list[Segment]:
+    """Branches missing from ``vessels``: the views with ``vessels`` explained away, searched
+    for branches of every vessel (and of the branches found). Returns the new vessels only."""
+    views = [_ViewData(DetectorRays(view), image)
+             for view, image in zip(geometry.views, images)]
+    tracer = _Tracer(views, geometry.volume, settings)
+    for vessel in vessels:
+        tracer.adopt(vessel)
+    tracer.grow_branches(list(tracer.vessels))
+    return tracer.vessels[len(vessels):]

@@ -1,0 +1,1 @@
+"""The hybrid SDF tube tree: a traced tree refined globally (:mod:`.method`)."""

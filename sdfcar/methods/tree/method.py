@@ -1,0 +1,136 @@
+"""The hybrid SDF tube tree: trace the tree, refine it globally, repair its topology, and
+give the pipeline its occupancy and signed distance.
+
+1. **Trace** (:mod:`sdfcar.methods.tubes.tracing`): centrelines with radii, vessel by
+   vessel (integral targets only: the tracer fits line integrals).
+2. **Refine** (:mod:`sdfcar.methods.tree.refine`): every point and radius jointly against
+   both full views, on binned views first, then at full resolution.
+3. **Topology** (:mod:`sdfcar.methods.tree.topology`), ``rounds`` times: drop branches the
+   views do not support, trace the branches the refined tree leaves unexplained, refine
+   again at full resolution; stop when a round adds nothing.
+4. **Field**: the signed distance of the union of the refined tapered tubes
+   (:func:`sdfcar.geometry.tubes.segments_sdf`), exact near the surface, and the occupancy
+   as the fraction of ``supersample^3`` sub-points per voxel inside it (partial volume).
+   The centrelines with radii and the tree's topology go into the statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from sdfcar.errors import fail
+from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
+from sdfcar.methods.base import Problem, Reconstruction
+from sdfcar.methods.tree.model import TreeModel
+from sdfcar.methods.tree.refine import RefineSettings, refine, view_targets
+from sdfcar.methods.tree.topology import prune, retrace
+from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
+from sdfcar.progress import Progress, Step
+
+#: The signed distance is exact within this distance of the tree's surface (mm).
+SDF_BAND_MM = 4.0
+
+
+@dataclass(frozen=True)
+class TreeSettings:
+    """Settings of the hybrid SDF tube tree (``tree`` section)."""
+
+    tracing: TubeSettings = field(default_factory=TubeSettings)
+    refine: RefineSettings = field(default_factory=RefineSettings)
+    #: Topology rounds (prune, re-trace, refine) after the first refinement.
+    rounds: int = 1
+    #: A branch is dropped when either view holds less than this share of its integral.
+    min_support: float = 0.5
+    #: Sub-points per voxel edge for the occupancy (partial volume).
+    supersample: int = 2
+
+    POSITIVE: ClassVar[tuple[str, ...]] = ("supersample",)
+
+
+class TreeMethod:
+    """The hybrid SDF tube tree (see the module docstring)."""
+
+    name: ClassVar[str] = "tree"
+    priors: ClassVar[tuple[str, ...]] = ("none",)
+
+    def unusable(self, problem: Problem) -> str | None:
+        """The tracer that initialises the tree fits line integrals: masks are refused."""
+        if problem.target == "mask":
+            return ("the tree method is initialised by tracing line integrals; for binary "
+                    "masks use a field preset (e.g. --preset voxel)")
+        return None
+
+    def fit(self, problem: Problem, settings: TreeSettings, progress: Progress,
+            prior: Reconstruction | None = None) -> Reconstruction:
+        """Trace, refine, repair the topology; the occupancy and SDF of the refined tree."""
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
+        traced = trace_tree(problem.measured, problem.geometry, settings.tracing, progress)
+        if not traced.vessels:
+            raise fail("views", "no vessel found: no tube fits both views (check the geometry "
+                                "and that the views hold line integrals in mm)")
+        seconds["tracing"], clock = _lap(clock)
+        vessels, history = self._refined(problem, settings, traced.vessels, progress)
+        seconds["refining"], clock = _lap(clock)
+        occupancy = rasterize_segments(vessels, problem.grid, settings.supersample)
+        if not (occupancy >= 0.5).any():
+            raise fail("views", "the traced vessels are thinner than the grid's voxels")
+        sdf = segments_sdf(vessels, problem.grid, SDF_BAND_MM)
+        seconds["field"], _ = _lap(clock)
+        statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
+                      "trees_tried": traced.trees_tried, "rounds": history,
+                      "seconds": seconds, "centrelines": centreline_record(vessels)}
+        return Reconstruction(occupancy, sdf, statistics)
+
+    def _refined(self, problem: Problem, settings: TreeSettings, vessels: list[Segment],
+                 progress: Progress) -> tuple[list[Segment], list[dict[str, Any]]]:
+        """The traced vessels refined, then ``rounds`` topology rounds."""
+        refined = settings.refine
+        step = settings.tracing.step_mm
+        mode = problem.target
+        k = problem.silhouette.k
+
+        def fit(current: list[Segment], coarse: bool, stage: str) -> tuple[list[Segment], int]:
+            model = TreeModel.from_segments(current, torch.float32)
+            steps = 0
+            levels = ((refined.binning, refined.coarse_iterations),) if coarse else ()
+            for binning, iterations in levels + ((1, refined.fine_iterations),):
+                targets = view_targets(problem.geometry.views, problem.measured,
+                                       problem.silhouettes, torch.float32, torch.device("cpu"),
+                                       binning)
+                steps += refine(model, targets, refined, iterations, mode, k, step, progress,
+                                stage).steps
+            return model.to_segments(), steps
+
+        vessels, steps = fit(vessels, True, "refining")
+        history = [{"round": 0, "vessels": len(vessels), "steps": steps}]
+        for round_ in range(1, settings.rounds + 1):
+            kept = prune(vessels, problem.measured, problem.geometry, settings.min_support)
+            grown = retrace(kept, problem.measured, problem.geometry, settings.tracing)
+            progress(Step("topology", round_, settings.rounds, "round"))
+            record = {"round": round_, "pruned": len(vessels) - len(kept),
+                      "added": len(grown) - len(kept)}
+            if len(grown) == len(kept) and len(kept) == len(vessels):
+                history.append(record | {"vessels": len(vessels), "steps": 0})
+                break
+            vessels, steps = fit(grown, False, "refining")
+            history.append(record | {"vessels": len(vessels), "steps": steps})
+        return vessels, history
+
+
+def _lap(clock: float) -> tuple[float, float]:
+    """Seconds since ``clock`` (rounded) and the new clock."""
+    now = time.perf_counter()
+    return round(now - clock, 3), now
+
+
+def centreline_record(vessels: list[Segment]) -> list[dict[str, Any]]:
+    """The vessels' centrelines (LPS mm) and radii (mm), rounded to 0.01 mm, for the record."""
+    return [{"name": v.name, "parent": v.parent,
+             "points": np.round(v.points, 2).tolist(), "radii": np.round(v.radii, 3).tolist()}
+            for v in vessels]
