@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                     f"line-integral proxies (default {CONTRAST_MU_PER_MM})")
     reconstruct.add_argument("--overwrite", action="store_true")
     _progress_argument(reconstruct)
+    reconstruct.add_argument("--output-spacing", type=float, default=None, metavar="MM",
+                             help="write label, SDF, occupancy and mesh on a finer grid of "
+                             "this spacing (the grid's divided by a whole number, e.g. 0.4 "
+                             "for 0.8): the sdf-tree model is evaluated there, other "
+                             "methods' occupancy is interpolated")
     reconstruct.add_argument("--quiet", action="store_true", help="same as --progress none")
     reconstruct.set_defaults(run=run_reconstruct)
 
@@ -274,7 +279,8 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     check_target(args.out, args.overwrite, (args.case_dir, args.view1, args.view2, args.mask1,
                                             args.mask2, args.geometry), folder=True)
     inputs = _prepare_pair(args) if xa_input else from_case_dir(args.case_dir)
-    result = run(inputs, config, reporter("none" if args.quiet else args.progress))
+    result = run(inputs, config, reporter("none" if args.quiet else args.progress),
+                 args.output_spacing)
     write_outputs(args.out, result, args.overwrite, started=started)
     print(f"wrote {args.out} ({result.record.vessel_voxels} vessel voxels, "
           f"{result.record.components} component(s), {time.perf_counter() - started:.1f} s)")

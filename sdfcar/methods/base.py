@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -70,6 +71,9 @@ class Reconstruction:
     sdf: np.ndarray | None = None
     #: Per-method figures for the run record (iterations, seconds, loss curve, ...).
     statistics: dict[str, Any] = field(default_factory=dict)
+    #: A continuous model's occupancy and SDF on another grid (``--output-spacing``); None:
+    #: the pipeline interpolates the occupancy instead.
+    resample: Callable[[VolumeGrid], tuple[np.ndarray, np.ndarray | None]] | None = None
 
 
 class Method(Protocol):

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from sdfcar.geometry import CaseGeometry
+from sdfcar.errors import fail
+from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.methods.base import Reconstruction
 from sdfcar.metrics import dice
 from sdfcar.physics.projector import make_projector
@@ -53,6 +54,36 @@ def select(reconstruction: Reconstruction, spacing: Sequence[float],
     if reconstruction.sdf is not None:
         sdf = np.where((reconstruction.sdf < 0.0) == label, reconstruction.sdf, sdf)
     return Tree(label.astype(np.uint8), sdf.astype(np.float32), occupancy, selection)
+
+
+def output_grid(grid: VolumeGrid, spacing_mm: float | None) -> VolumeGrid:
+    """The grid the outputs are written on: ``grid`` itself (``spacing_mm`` None), or the
+    same field of view refined by the whole number of times that gives ``spacing_mm``."""
+    if spacing_mm is None:
+        return grid
+    factors = [h / spacing_mm for h in grid.spacing_mm] if spacing_mm > 0 else [0.0]
+    factor = round(factors[0])
+    if factor < 1 or any(abs(f - factor) > 1e-6 * factor for f in factors):
+        raise fail("--output-spacing", f"expected the grid's spacing ({grid.spacing_mm[0]:g} "
+                                       f"mm) divided by a whole number, got {spacing_mm!r}")
+    return grid.refined(factor)
+
+
+def on_grid(reconstruction: Reconstruction, grid: VolumeGrid, target: VolumeGrid
+            ) -> Reconstruction:
+    """``reconstruction`` on the ``target`` grid (a refinement of ``grid``): its model
+    evaluated there when it has one, else its occupancy interpolated (trilinear)."""
+    if target == grid:
+        return reconstruction
+    if reconstruction.resample is not None:
+        occupancy, sdf = reconstruction.resample(target)
+        return Reconstruction(occupancy, sdf, reconstruction.statistics)
+    factor = target.shape[0] // grid.shape[0]
+    axes = [(np.arange(n * factor) + 0.5) / factor - 0.5 for n in grid.shape]
+    coordinates = np.stack(np.meshgrid(*axes, indexing="ij"))
+    occupancy = ndimage.map_coordinates(np.asarray(reconstruction.occupancy, np.float32),
+                                        coordinates, order=1, mode="nearest")
+    return Reconstruction(occupancy.astype(np.float32), None, reconstruction.statistics)
 
 
 def reproject(label: np.ndarray, geometry: CaseGeometry, device: torch.device

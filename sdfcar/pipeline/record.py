@@ -37,6 +37,10 @@ class RunRecord:
     seconds: dict[str, float]
     #: Per-method figures (iterations, loss curve, vessels, ...) by method name.
     statistics: dict[str, dict[str, Any]]
+    #: The grid of the written label (``volume`` of the geometry, or finer with
+    #: ``--output-spacing``) and how it was filled: "fit" (the fit's own grid), "model" (the
+    #: method's continuous model evaluated on it) or "interpolated" (occupancy, trilinear).
+    output_grid: dict[str, Any] = field(default_factory=dict)
     sdfcar_version: str = __version__
     torch_version: str = torch.__version__
     #: Sections front ends add (scores against ground truth, batch case, ...).

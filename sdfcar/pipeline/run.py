@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from sdfcar.io.limits import check_memory
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.catalogue import method_named
 from sdfcar.pipeline.inputs import Inputs, from_arrays
-from sdfcar.pipeline.postprocess import reprojection_fit, reproject, select
+from sdfcar.pipeline.postprocess import (on_grid, output_grid, reprojection_fit, reproject,
+                                         select)
 from sdfcar.pipeline.problem import build_problem
 from sdfcar.pipeline.record import RunRecord
 from sdfcar.progress import Progress, silent
@@ -115,14 +116,19 @@ def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silen
     return Fitted(inputs, config, problem, views, reconstruction, statistics, seconds, started)
 
 
-def finish(fitted: Fitted) -> Result:
+def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
     """Second stage, shared by every method: one tree, its signed distance, its
-    reprojections and the run record."""
+    reprojections and the run record, on the fit's grid or a finer one of
+    ``output_spacing_mm`` (the method's model evaluated there when it has one)."""
     started = time.perf_counter()
     problem, config, seconds = fitted.problem, fitted.config, dict(fitted.seconds)
+    grid = output_grid(problem.grid, output_spacing_mm)
+    geometry = replace(problem.geometry, volume=grid)
+    check_memory(geometry, "--output-spacing", dense=True)
     with deterministic():
-        tree = select(fitted.reconstruction, problem.grid.spacing_mm, config.connectivity)
-        reprojections = reproject(tree.label, problem.geometry, problem.device)
+        reconstruction = on_grid(fitted.reconstruction, problem.grid, grid)
+        tree = select(reconstruction, grid.spacing_mm, config.connectivity)
+        reprojections = reproject(tree.label, geometry, problem.device)
     fit = reprojection_fit(reprojections, fitted.views, problem.silhouettes,
                            config.silhouette.threshold_mm)
     seconds["postprocess"] = round(time.perf_counter() - started, 3)
@@ -135,14 +141,20 @@ def finish(fitted: Fitted) -> Result:
         config=config.to_dict(), inputs=fitted.inputs.description,
         vessel_voxels=int(tree.label.sum()), components=tree.components,
         components_before_postprocess=selection.pop("components_before_postprocess"),
-        tree=selection, reprojection=fit, seconds=seconds, statistics=fitted.statistics)
-    return Result(tree.label, tree.sdf, tree.occupancy, problem.grid, fitted.views,
+        tree=selection, reprojection=fit, seconds=seconds, statistics=fitted.statistics,
+        output_grid=grid.to_dict() | {"filled": "fit" if grid == problem.grid else
+                                      "model" if fitted.reconstruction.resample else
+                                      "interpolated"})
+    return Result(tree.label, tree.sdf, tree.occupancy, grid, fitted.views,
                   reprojections, config, record, fitted.inputs)
 
 
-def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Result:
-    """Reconstruct ``inputs`` with ``config``: :func:`fit`, then :func:`finish`."""
-    return finish(fit(inputs, config, progress))
+def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent,
+        output_spacing_mm: float | None = None) -> Result:
+    """Reconstruct ``inputs`` with ``config``: :func:`fit`, then :func:`finish` (outputs on
+    a grid of ``output_spacing_mm`` when given; checked before the fit)."""
+    output_grid(inputs.geometry.volume, output_spacing_mm)
+    return finish(fit(inputs, config, progress), output_spacing_mm)
 
 
 def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,

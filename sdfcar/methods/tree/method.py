@@ -17,6 +17,7 @@ give the pipeline its occupancy and signed distance.
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from sdfcar.errors import fail
+from sdfcar.geometry import VolumeGrid
 from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.tree.model import TreeModel
@@ -77,15 +79,15 @@ class TreeMethod:
         seconds["tracing"], clock = _lap(clock)
         vessels, history = self._refined(problem, settings, traced.vessels, progress)
         seconds["refining"], clock = _lap(clock)
-        occupancy = rasterize_segments(vessels, problem.grid, settings.supersample)
+        occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
             raise fail("views", "the traced vessels are thinner than the grid's voxels")
-        sdf = segments_sdf(vessels, problem.grid, SDF_BAND_MM)
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
                       "trees_tried": traced.trees_tried, "rounds": history,
                       "seconds": seconds, "centrelines": centreline_record(vessels)}
-        return Reconstruction(occupancy, sdf, statistics)
+        return Reconstruction(occupancy, sdf, statistics, partial(
+            _field, vessels=vessels, supersample=settings.supersample))
 
     def _refined(self, problem: Problem, settings: TreeSettings, vessels: list[Segment],
                  progress: Progress) -> tuple[list[Segment], list[dict[str, Any]]]:
@@ -121,6 +123,13 @@ class TreeMethod:
             vessels, steps = fit(grown, False, "refining")
             history.append(record | {"vessels": len(vessels), "steps": steps})
         return vessels, history
+
+
+def _field(grid: VolumeGrid, vessels: list[Segment], supersample: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy (partial volume) and signed distance of the refined tubes on ``grid``."""
+    return (rasterize_segments(vessels, grid, supersample),
+            segments_sdf(vessels, grid, SDF_BAND_MM))
 
 
 def _lap(clock: float) -> tuple[float, float]:
