@@ -92,37 +92,43 @@ class TreeMethod:
     def _refined(self, problem: Problem, settings: TreeSettings, vessels: list[Segment],
                  progress: Progress) -> tuple[list[Segment], list[dict[str, Any]]]:
         """The traced vessels refined, then ``rounds`` topology rounds."""
-        refined = settings.refine
-        step = settings.tracing.step_mm
-        mode = problem.target
-        k = problem.silhouette.k
-
-        def fit(current: list[Segment], coarse: bool, stage: str) -> tuple[list[Segment], int]:
-            model = TreeModel.from_segments(current, torch.float32)
-            steps = 0
-            levels = ((refined.binning, refined.coarse_iterations),) if coarse else ()
-            for binning, iterations in levels + ((1, refined.fine_iterations),):
-                targets = view_targets(problem.geometry.views, problem.measured,
-                                       problem.silhouettes, torch.float32, torch.device("cpu"),
-                                       binning)
-                steps += refine(model, targets, refined, iterations, mode, k, step, progress,
-                                stage).steps
-            return model.to_segments(), steps
-
-        vessels, steps = fit(vessels, True, "refining")
+        vessels, steps = refit(problem, settings, vessels, True, progress)
         history = [{"round": 0, "vessels": len(vessels), "steps": steps}]
         for round_ in range(1, settings.rounds + 1):
-            kept = prune(vessels, problem.measured, problem.geometry, settings.min_support)
-            grown = retrace(kept, problem.measured, problem.geometry, settings.tracing)
+            grown, record = repair(problem, settings, vessels)
             progress(Step("topology", round_, settings.rounds, "round"))
-            record = {"round": round_, "pruned": len(vessels) - len(kept),
-                      "added": len(grown) - len(kept)}
-            if len(grown) == len(kept) and len(kept) == len(vessels):
-                history.append(record | {"vessels": len(vessels), "steps": 0})
+            if not record["pruned"] and not record["added"]:
+                history.append(record | {"round": round_, "vessels": len(vessels), "steps": 0})
                 break
-            vessels, steps = fit(grown, False, "refining")
-            history.append(record | {"vessels": len(vessels), "steps": steps})
+            vessels, steps = refit(problem, settings, grown, False, progress)
+            history.append(record | {"round": round_, "vessels": len(vessels), "steps": steps})
         return vessels, history
+
+
+def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coarse: bool,
+          progress: Progress) -> tuple[list[Segment], int]:
+    """``vessels`` refined against the problem's views (binned first when ``coarse``), and
+    the steps taken."""
+    refined = settings.refine
+    model = TreeModel.from_segments(vessels, torch.float32, problem.device)
+    steps = 0
+    levels = ((refined.binning, refined.coarse_iterations),) if coarse else ()
+    for binning, iterations in levels + ((1, refined.fine_iterations),):
+        targets = view_targets(problem.geometry.views, problem.measured, problem.silhouettes,
+                               torch.float32, problem.device, binning)
+        steps += refine(model, targets, refined, iterations, problem.target,
+                        problem.silhouette.k, settings.tracing.step_mm, progress,
+                        "refining").steps
+    return model.to_segments(), steps
+
+
+def repair(problem: Problem, settings: TreeSettings, vessels: list[Segment]
+           ) -> tuple[list[Segment], dict[str, int]]:
+    """One topology round's new tree (unsupported branches dropped, missed ones traced)
+    and how many vessels it dropped and added."""
+    kept = prune(vessels, problem.measured, problem.geometry, settings.min_support)
+    grown = retrace(kept, problem.measured, problem.geometry, settings.tracing)
+    return grown, {"pruned": len(vessels) - len(kept), "added": len(grown) - len(kept)}
 
 
 def _field(grid: VolumeGrid, vessels: list[Segment], supersample: int
