@@ -29,6 +29,7 @@ def test_hostile_input(case, materials, tmp_path):
     assert "Traceback" not in outcome.first_line
     assert outcome.first_line.startswith("sdfcar ")
     assert case.expect in outcome.first_line
+    assert ": :" not in outcome.first_line  # no empty field in "file: field: message"
     assert outcome.inputs_unchanged
     assert outcome.leftovers == ()
     if case.interrupt:
