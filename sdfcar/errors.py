@@ -9,7 +9,7 @@ class InputError(ValueError):
     """
 
 
-def fail(where: str, message: str) -> InputError:
+def bad_input(where: str, message: str) -> InputError:
     """Build an :class:`InputError` of the form ``"<where>: <message>"``, or ``"<message>"``
     when ``where`` is empty (the top level of a file whose name a caller puts in front)."""
     return InputError(f"{where}: {message}" if where else message)

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sdfcar.config import ReconstructionConfig
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 #: Most iterations of any method in one request.
 MAX_ITERATIONS = 20_000
@@ -45,27 +45,27 @@ def integer_param(value: Any, field: str, maximum: int, minimum: int = 0) -> int
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(field, f"expected an integer, got {value!r}")
+        raise bad_input(field, f"expected an integer, got {value!r}")
     if not minimum <= value <= maximum:
-        raise fail(field, f"expected an integer from {minimum} to {maximum} in a request, "
-                          f"got {value}")
+        raise bad_input(field, f"expected an integer from {minimum} to {maximum} in a request, "
+                               f"got {value}")
     return value
 
 
 def text_param(value: Any, field: str) -> str:
     """A request parameter that must be a non-empty string."""
     if not isinstance(value, str) or not value:
-        raise fail(field, f"expected a name, got {value!r}")
+        raise bad_input(field, f"expected a name, got {value!r}")
     return value
 
 
 def overrides_param(value: Any) -> list[str]:
     """The ``overrides`` parameter: at most :data:`MAX_OVERRIDES` ``"key=value"`` strings."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise fail("overrides", "expected a list of \"key=value\" strings")
+        raise bad_input("overrides", "expected a list of \"key=value\" strings")
     if len(value) > MAX_OVERRIDES:
-        raise fail("overrides", f"at most {MAX_OVERRIDES} entries in a request, "
-                                f"got {len(value)}")
+        raise bad_input("overrides", f"at most {MAX_OVERRIDES} entries in a request, "
+                                     f"got {len(value)}")
     return value
 
 
@@ -75,9 +75,9 @@ def check_config(config: ReconstructionConfig) -> None:
         limit = MAX_ITERATIONS if key.rsplit(".", 1)[-1] == "iterations" else \
             MAX_SETTINGS.get(key)
         if limit is not None and value > limit:
-            raise fail(key, f"at most {limit} in a request, got {value}")
+            raise bad_input(key, f"at most {limit} in a request, got {value}")
     if config.seed < 0:
-        raise fail("seed", f"expected an integer from 0 to {MAX_SEED}, got {config.seed}")
+        raise bad_input("seed", f"expected an integer from 0 to {MAX_SEED}, got {config.seed}")
 
 
 def _integers(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:
