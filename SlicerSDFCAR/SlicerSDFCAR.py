@@ -48,7 +48,7 @@ from SlicerSDFCARLib.case_folder import (
     write_case_folder,
 )
 from SlicerSDFCARLib.command import DEVICES, PRESETS, parse_overrides, reconstruct_command
-from SlicerSDFCARLib.dicom import geometry_from_tags
+from SlicerSDFCARLib.dicom import read_geometry
 from SlicerSDFCARLib.geometry import ViewSettings, volume_contract
 from SlicerSDFCARLib.process import BackgroundProcess
 from SlicerSDFCARLib.process_output import OutputMonitor, Progress
@@ -243,11 +243,11 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if volumeNode is None:
             label.text = ""
             return
-        values, notes = self.logic.geometryFromVolume(volumeNode)
         view = getattr(self._parameterNode, f"view{index}")
+        values, notes = self.logic.geometryFromVolume(volumeNode, view.frame)
         if view.filledFrom != volumeNode.GetID():
             self.logic.applyGeometry(view, values, volumeNode.GetID())
-        label.text = "; ".join(notes) if notes else "DICOM tags"
+        label.text = "; ".join(notes) if notes else "DICOM tags (read by sdfcar)"
 
     def updateValidation(self, caller=None, event=None) -> None:
         running = self.logic.isRunning
@@ -368,14 +368,15 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
 
     # -- geometry -----------------------------------------------------------------------
 
-    def geometryFromVolume(self, volumeNode) -> tuple[dict, list[str]]:
-        """Geometry values (contract names) from the volume's DICOM tags, the pixel spacing
-        falling back to the volume's own, and notes on what is missing."""
+    def geometryFromVolume(self, volumeNode, frame: int = 0) -> tuple[dict, list[str]]:
+        """Geometry values (contract names) of the volume's DICOM file at ``frame``, read by
+        the engine (``sdfcar xa-geometry``), the pixel spacing falling back to the volume's
+        own, and notes on what is missing."""
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)
         path = database.fileForInstance(uids[0]) if uids and database else ""
         if path:
-            found = geometry_from_tags(lambda tag: database.fileValue(path, tag))
+            found = read_geometry(self.pythonExecutable(), path, frame)
             values, notes = dict(found.values), list(found.notes)
         else:
             values, notes = {}, ["no DICOM tags: enter the angles and distances"]

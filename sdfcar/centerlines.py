@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 #: Polylines are resampled this finely (mm) before they are matched, so distances to the
 #: point set are within this of distances to the curve.
@@ -76,18 +76,18 @@ def to_json(vessels: Sequence[tuple[str, str | None, np.ndarray, np.ndarray]]) -
 
 def _vessel(entry: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(entry, dict) or "points" not in entry or "radii" not in entry:
-        raise fail(where, "expected an object with 'points' and 'radii'")
+        raise bad_input(where, "expected an object with 'points' and 'radii'")
     try:
         points = np.asarray(entry["points"], dtype=float)
         radii = np.asarray(entry["radii"], dtype=float)
     except (TypeError, ValueError):
-        raise fail(where, "points and radii must be numbers") from None
+        raise bad_input(where, "points and radii must be numbers") from None
     if points.ndim != 2 or points.shape[1] != 3 or len(points) < 2:
-        raise fail(f"{where}.points", f"expected at least two [x, y, z] points, got shape "
+        raise bad_input(f"{where}.points", f"expected at least two [x, y, z] points, got shape "
                                       f"{points.shape}")
     if radii.shape != (len(points),) or not np.all(np.isfinite(points)) \
             or not np.all(np.isfinite(radii) & (radii > 0)):
-        raise fail(f"{where}.radii", "expected one finite positive radius per finite point")
+        raise bad_input(f"{where}.radii", "expected one finite positive radius per finite point")
     return points, radii
 
 
@@ -95,7 +95,7 @@ def parse(data: Any, where: str = "centerlines") -> list[tuple[np.ndarray, np.nd
     """Validated ``(points, radii)`` per vessel of a file-format object."""
     if not isinstance(data, dict) or not isinstance(data.get("vessels"), list) \
             or not data["vessels"]:
-        raise fail(where, "expected {\"vessels\": [...]} with at least one vessel")
+        raise bad_input(where, "expected {\"vessels\": [...]} with at least one vessel")
     return [_vessel(entry, f"{where}.vessels[{n}]") for n, entry in enumerate(data["vessels"])]
 
 
@@ -105,7 +105,7 @@ def load(path: str | Path) -> Centerlines:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise fail(str(path), f"not a readable JSON centreline file ({error.__class__.__name__})"
+        raise bad_input(str(path), f"not a readable JSON centreline file ({error.__class__.__name__})"
                    ) from None
     return from_polylines(parse(data, str(path)))
 

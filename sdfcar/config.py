@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.methods.catalogue import METHODS
 from sdfcar.methods.field.method import FieldSettings
 from sdfcar.methods.tree.method import TreeSettings
@@ -106,13 +106,13 @@ class ReconstructionConfig:
 
 def _from_mapping(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise fail(where or "config", f"expected an object, got {type(data).__name__}")
+        raise bad_input(where or "config", f"expected an object, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise fail(path, f"unknown setting (known: {', '.join(fields)})")
+            raise bad_input(path, f"unknown setting (known: {', '.join(fields)})")
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
             values[key] = _from_mapping(type(default), value, path)
@@ -126,16 +126,16 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise fail(where, f"expected true or false, got {value!r}")
+            raise bad_input(where, f"expected true or false, got {value!r}")
         return value
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(where, f"expected a number, got {value!r}")
+            raise bad_input(where, f"expected a number, got {value!r}")
         if isinstance(default, int) and not float(value).is_integer():
-            raise fail(where, f"expected an integer, got {value!r}")
+            raise bad_input(where, f"expected an integer, got {value!r}")
         return type(default)(value)
     if not isinstance(value, type(default)):
-        raise fail(where, f"expected {type(default).__name__}, got {value!r}")
+        raise bad_input(where, f"expected {type(default).__name__}, got {value!r}")
     return value
 
 
@@ -145,11 +145,12 @@ def _check(settings: Any, where: str = "") -> None:
     for name, allowed in getattr(settings, "CHOICES", {}).items():
         value = getattr(settings, name)
         if value not in allowed:
-            raise fail(f"{where}{name}", f"expected one of {', '.join(allowed)}, got {value!r}")
+            raise bad_input(f"{where}{name}",
+                            f"expected one of {', '.join(allowed)}, got {value!r}")
     for name in getattr(settings, "POSITIVE", ()):
         value = getattr(settings, name)
         if value is not None and value <= 0:
-            raise fail(f"{where}{name}", f"expected a positive value, got {value}")
+            raise bad_input(f"{where}{name}", f"expected a positive value, got {value}")
     for item in dataclasses.fields(settings):
         value = getattr(settings, item.name)
         if dataclasses.is_dataclass(value):
@@ -159,7 +160,8 @@ def _check(settings: Any, where: str = "") -> None:
 def load_preset(name: str) -> dict[str, Any]:
     """The JSON mapping of a named preset."""
     if name not in PRESETS:
-        raise fail("--preset", f"unknown preset {name!r} (expected one of {', '.join(PRESETS)})")
+        raise bad_input("--preset",
+                        f"unknown preset {name!r} (expected one of {', '.join(PRESETS)})")
     text = resources.files("sdfcar.presets").joinpath(f"{name}.json").read_text()
     return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
 
@@ -168,7 +170,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply ``"a.b=value"`` (value parsed as JSON, else kept as text) in place."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
-        raise fail("--set", f"expected KEY=VALUE, got {assignment!r}")
+        raise bad_input("--set", f"expected KEY=VALUE, got {assignment!r}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -178,7 +180,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     for part in parts[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise fail("--set", f"{key}: {part} is not a group of settings")
+            raise bad_input("--set", f"{key}: {part} is not a group of settings")
     target[parts[-1]] = value
 
 
@@ -195,14 +197,14 @@ def build_config(preset: str = "default", overrides: list[str] | tuple[str, ...]
     method = data.get("method", ReconstructionConfig.method)
     if iterations is not None and method in METHOD_PRIORS:  # an unknown method fails below
         if not hasattr(ReconstructionConfig().settings_of(method), "iterations"):
-            raise fail("--iterations", f"the {method} method has no iterations (preset "
-                                       f"{preset}; see its settings in sdfcar/config.py)")
+            raise bad_input("--iterations", f"the {method} method has no iterations (preset "
+                                            f"{preset}; see its settings in sdfcar/config.py)")
         data.setdefault(method, {})["iterations"] = iterations
     config = _from_mapping(ReconstructionConfig, data, "")
     _check(config)
     if config.prior not in METHOD_PRIORS[config.method]:
-        raise fail("prior", f"the {config.method} method takes a prior from one of "
-                            f"{', '.join(METHOD_PRIORS[config.method])}, got {config.prior!r}")
+        raise bad_input("prior", f"the {config.method} method takes a prior from one of "
+                                 f"{', '.join(METHOD_PRIORS[config.method])}, got {config.prior!r}")
     return config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -12,9 +12,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise fail("--device", f"expected one of {', '.join(DEVICE_CHOICES)}, got {name!r}")
+        raise bad_input("--device", f"expected one of {', '.join(DEVICE_CHOICES)}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise fail("--device", "CUDA was requested but torch sees no CUDA device")
+        raise bad_input("--device", "CUDA was requested but torch sees no CUDA device")
     return torch.device(name)

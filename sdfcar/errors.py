@@ -9,9 +9,10 @@ class InputError(ValueError):
     """
 
 
-def fail(where: str, message: str) -> InputError:
-    """Build an :class:`InputError` of the form ``"<where>: <message>"``."""
-    return InputError(f"{where}: {message}")
+def bad_input(where: str, message: str) -> InputError:
+    """Build an :class:`InputError` of the form ``"<where>: <message>"``, or ``"<message>"``
+    when ``where`` is empty (the top level of a file whose name a caller puts in front)."""
+    return InputError(f"{where}: {message}" if where else message)
 
 
 #: Exit status of every command on bad input.

@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from sdfcar.centerlines import Centerlines
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VolumeGrid
 
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
@@ -43,14 +43,14 @@ Spacing = Sequence[float]
 def _mask(volume: np.ndarray) -> np.ndarray:
     mask = np.asarray(volume).astype(bool, copy=False)
     if mask.ndim != 3:
-        raise fail("mask", f"expected a 3-D array, got shape {mask.shape}")
+        raise bad_input("mask", f"expected a 3-D array, got shape {mask.shape}")
     return mask
 
 
 def _crop_box(pred: np.ndarray, gt: np.ndarray) -> tuple[slice, ...]:
     """Bounding box of the union of two masks of one shape (empty slices when empty)."""
     if pred.shape != gt.shape:
-        raise fail("pred", f"shape {pred.shape} differs from the ground truth's {gt.shape}")
+        raise bad_input("pred", f"shape {pred.shape} differs from the ground truth's {gt.shape}")
     union = pred | gt
     if not union.any():
         return (slice(0, 0),) * 3
@@ -77,7 +77,7 @@ def resample_to(pred: np.ndarray, pred_grid: VolumeGrid, gt_grid: VolumeGrid) ->
     """
     pred = _mask(pred)
     if pred.shape != tuple(pred_grid.shape):
-        raise fail("pred", f"shape {pred.shape} does not match its grid {pred_grid.shape}")
+        raise bad_input("pred", f"shape {pred.shape} does not match its grid {pred_grid.shape}")
     if pred_grid.shape == gt_grid.shape and np.allclose(
         pred_grid.affine, gt_grid.affine, rtol=0.0, atol=1e-9
     ):
@@ -355,7 +355,7 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, pred_grid: VolumeGrid | None = No
         pred = resample_to(pred, pred_grid, gt_grid)
     grid = gt_grid if gt_grid is not None else pred_grid
     if grid is not None and np.shape(gt) != tuple(grid.shape):
-        raise fail("gt", f"shape {np.shape(gt)} does not match its grid {grid.shape}")
+        raise bad_input("gt", f"shape {np.shape(gt)} does not match its grid {grid.shape}")
     pred, gt = _mask(pred), _mask(gt)
     box = _crop_box(pred, gt)  # every voxel metric below is unchanged by the crop
     skel_pred, skel_gt = skeleton(pred), skeleton(gt)

@@ -1,5 +1,6 @@
-"""Hostile inputs for the ``sdfcar`` command line, as data: each case builds its inputs in
-a fresh folder, runs ``python -m sdfcar ...`` and is judged on its exit code, a single line
+"""Hostile inputs for the ``sdfcar`` command line and the MONAI Label request handler, as
+data: each case builds its inputs in a fresh folder, runs ``python -m sdfcar ...`` (or a
+request through ``tests/hostile_request.py``) and is judged on its exit code, a single line
 on stderr without a traceback, and inputs that are byte-identical afterwards.
 
 Shared by ``tests/test_hostile_inputs.py`` and ``benchmarks/hostile_inputs.py`` (which
@@ -32,6 +33,9 @@ from sdfcar.synthetic.simulate import project_label
 from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_xa
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+#: What runs a case's arguments: the command line, or one MONAI Label request.
+PROGRAMS = {"sdfcar": ("-m", "sdfcar"),
+            "request": (str(REPOSITORY / "tests" / "hostile_request.py"),)}
 REAL_XA = REPOSITORY.parent / "shared" / "real-xa"
 GRID = VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5))
 VIEWS = (ViewGeometry(30, 0, 1000, 750, (64, 64), (1.0, 1.0)),
@@ -90,6 +94,8 @@ class HostileCase:
     code: int = EXIT_BAD_INPUT
     interrupt: bool = False  # send SIGINT once the run has started iterating
     needs: Path | None = None  # a folder that must exist (else the case is skipped)
+    program: str = "sdfcar"  # a key of PROGRAMS
+    expect: str = ""  # text the error line must contain (e.g. a request's status and field)
 
 
 def _reconstruct(case: Path, work: Path, *extra: str) -> list[str]:
@@ -308,6 +314,34 @@ def interrupted(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
              "--set", "voxel.iterations=2", "--device", "cpu", "--progress", "lines"], [case])
 
 
+def request_case(request: dict, link: bool = False) -> Setup:
+    """One MONAI Label request (``image`` etc.) against a studies folder holding the case as
+    ``case_view1``, ``case_view2`` and ``case_geometry.json`` (and with ``link``, a
+    ``link_view1`` pointing outside it); the whole work folder counts as input."""
+    def setup(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
+        case = _copy(materials, work, "case")
+        studies = work / "studies"
+        studies.mkdir()
+        for name in ("view1.nii.gz", "view2.nii.gz", "geometry.json"):
+            shutil.copy2(case / name, studies / f"case_{name}")
+        if link:
+            (studies / "link_view1.nii.gz").symlink_to(case / "view1.nii.gz")
+            (studies / "link_view2.nii.gz").symlink_to(studies / "case_view2.nii.gz")
+        (work / "out").mkdir()
+        return ([str(studies), json.dumps({"device": "cpu", **request}), str(work / "out")],
+                [work])
+    return setup
+
+
+def _huge_request_geometry(field: str, value: list[int]) -> dict:
+    data = CaseGeometry(VIEWS, GRID).to_dict()
+    if field == "volume":
+        data["volume"]["shape"] = value
+    else:
+        data["views"][0]["detector_shape"] = value
+    return data
+
+
 _VIEW = "views.0"
 CASES: tuple[HostileCase, ...] = (
     # geometry.json
@@ -441,6 +475,33 @@ CASES: tuple[HostileCase, ...] = (
                 manifest_case([{"case": "case", "case_dir": "CASE"}], out=".")),
     HostileCase("batch", "out inside the case folder",
                 manifest_case([{"case": "a", "case_dir": "CASE"}], out="case/out")),
+    # MONAI Label requests
+    *(HostileCase("monailabel", name, request_case(request, link=name.startswith("link")),
+                  program="request", expect=expect) for name, request, expect in (
+        ("path traversal in the image id", {"image": "../case/view1"}, "400: image: "),
+        ("absolute image id", {"image": "/etc/passwd"}, "400: image: "),
+        ("NUL in the image id", {"image": "case_view1\0.png"}, "400: image: "),
+        ("path traversal in view2", {"image": "case_view1", "view2": "../../case/view2"},
+         "400: view2: "),
+        ("link_view1: a link out of the studies folder", {"image": "link_view1"},
+         "400: image: link_view1.nii.gz resolves outside"),
+        ("iterations 10^9", {"image": "case_view1", "iterations": 10**9}, "400: iterations: "),
+        ("negative seed", {"image": "case_view1", "seed": -1}, "400: seed: "),
+        ("device of the wrong type", {"image": "case_view1", "device": ["cpu"]},
+         "400: device: "),
+        ("10^9 iterations in overrides",
+         {"image": "case_view1", "overrides": ["voxel.iterations=1000000000"]},
+         "400: voxel.iterations: "),
+        ("hash table of 2^40 entries",
+         {"image": "case_view1", "overrides": ["field.network.log2_hashmap_size=40"]},
+         "400: field.network.log2_hashmap_size: "),
+        ("huge volume in the request's geometry",
+         {"image": "case_view1", "geometry": _huge_request_geometry("volume", [4000] * 3)},
+         "400: geometry: volume.shape"),
+        ("negative detector size in the request's geometry",
+         {"image": "case_view1", "geometry": _huge_request_geometry("view", [-64, 64])},
+         "400: geometry: views[0].detector_shape[0]: "),
+    )),
     # options
     HostileCase("options", "negative iterations", option_case("--iterations", "-1")),
     HostileCase("options", "unknown preset", option_case("--preset", "nope")),
@@ -486,6 +547,12 @@ class Outcome:
         return self.stderr[0] if self.stderr else ""
 
 
+def shown_command(case: HostileCase, arguments: list[str]) -> str:
+    """The case's command line as a user would type it."""
+    program = "sdfcar" if case.program == "sdfcar" else "python tests/hostile_request.py"
+    return " ".join([program, *arguments])
+
+
 def checksums(paths: list[Path]) -> dict[str, str]:
     """sha256 of every file under ``paths`` (symbolic links are not followed)."""
     sums = {}
@@ -511,7 +578,7 @@ def run_case(case: HostileCase, materials: Path, work: Path) -> tuple[list[str],
     work.mkdir(parents=True, exist_ok=True)
     arguments, inputs = case.setup(materials, work)
     before = checksums(inputs)
-    command = [sys.executable, "-m", "sdfcar", *arguments]
+    command = [sys.executable, *PROGRAMS[case.program], *arguments]
     if case.interrupt:
         code, stderr = _interrupt(command, work)
     else:

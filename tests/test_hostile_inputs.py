@@ -1,5 +1,5 @@
-"""The hostile-input suite (tests/hostile_cases.py) through ``python -m sdfcar``: every case
-exits with its documented code (2 for bad input, 130 for SIGINT), prints one line on stderr
+"""The hostile-input suite (tests/hostile_cases.py) through ``python -m sdfcar`` and the
+MONAI Label request handler (``tests/hostile_request.py``): every case exits with its documented code (2 for bad input, 130 for SIGINT), prints one line on stderr
 and no traceback, leaves no staging folder, and leaves its inputs byte-identical."""
 
 import pytest
@@ -28,6 +28,8 @@ def test_hostile_input(case, materials, tmp_path):
     assert len(outcome.stderr) == 1, outcome.stderr
     assert "Traceback" not in outcome.first_line
     assert outcome.first_line.startswith("sdfcar ")
+    assert case.expect in outcome.first_line
+    assert ": :" not in outcome.first_line  # no empty field in "file: field: message"
     assert outcome.inputs_unchanged
     assert outcome.leftovers == ()
     if case.interrupt:

@@ -1,8 +1,9 @@
 """Pure-Python helpers of the SlicerSDFCAR module (no Slicer, Qt or VTK import).
 
-``geometry``        view settings of the geometry contract, beam directions and their angle
-``validation``      live checks of the two views (errors block Apply, warnings inform)
-``dicom``           C-arm geometry from the DICOM tag values Slicer's database keeps
+``geometry``        view settings as objects of the geometry contract
+``validation``      live checks of the two views (errors block Apply, warnings inform;
+                    the angle between them from the engine's geometry)
+``dicom``           C-arm geometry of an XA file, read by ``sdfcar xa-geometry``
 ``command``         the ``sdfcar reconstruct`` command line and ``--set`` overrides
 ``process``         a background process whose output lines a GUI timer can poll
 ``process_output``  progress lines, log and the one-line error of a failed run

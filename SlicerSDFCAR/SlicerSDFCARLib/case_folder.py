@@ -45,15 +45,15 @@ def write_case_folder(case_dir: str | Path, images: Sequence[np.ndarray],
     ``views[1].source_to_isocenter_mm``); nothing is left on disk then.
     """
     from sdfcar.io.case import Case, write_case
-    from sdfcar.errors import fail
+    from sdfcar.errors import bad_input
     from sdfcar.geometry import CaseGeometry
 
     arrays = []
     for index, image in enumerate(images, start=1):
         array = np.asarray(image, dtype=np.float32)
         if array.ndim != 2:
-            raise fail(f"view {index}", f"expected a 2D image [rows, cols], got shape "
-                                        f"{array.shape}")
+            raise bad_input(f"view {index}", f"expected a 2D image [rows, cols], got shape "
+                                             f"{array.shape}")
         arrays.append(array)
     geometry = CaseGeometry.from_dict(
         {"views": [view.to_contract(array.shape) for view, array in zip(views, arrays)],

@@ -1,14 +1,17 @@
-"""Live checks of the two views: errors block Apply, warnings are shown but allowed."""
+"""Live checks of the two views: errors block Apply, warnings are shown but allowed.
+
+The angle between the views is the engine's (:meth:`sdfcar.geometry.ViewGeometry.angle_between`
+and ``MIN_VIEW_SEPARATION_DEG``, imported when checked: NumPy only, no torch); before
+``sdfcar`` is installed into Slicer's Python a warning says it is not checked yet.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .geometry import ViewSettings, angle_between_views
+from .geometry import ViewSettings
 
-#: Two views closer than this (between beam directions) leave the depth barely constrained.
-MIN_SEPARATION_DEG = 20.0
 #: Views further apart than this are nearly opposite and see almost the same silhouette.
 MAX_SEPARATION_DEG = 160.0
 
@@ -83,11 +86,18 @@ def _check_view(index: int, view: ViewInput) -> list[Issue]:
 def _check_pair(first: ViewInput, second: ViewInput) -> list[Issue]:
     if first.image_id == second.image_id and first.frame == second.frame:
         return [Issue("error", "View 1 and view 2 are the same image: pick two projections")]
-    angle = angle_between_views(first.settings, second.settings)
-    if angle < MIN_SEPARATION_DEG:
+    try:
+        from sdfcar.geometry import MIN_VIEW_SEPARATION_DEG, ViewGeometry
+    except ImportError:
+        return [Issue("warning", "The angle between the views is checked once sdfcar is "
+                                 "installed (on the first Apply)")]
+    first_view, second_view = (ViewGeometry.from_dict(view.settings.to_contract(
+        view.image_shape[1:])) for view in (first, second))
+    angle = first_view.angle_between(second_view)
+    if angle < MIN_VIEW_SEPARATION_DEG:
         return [Issue("warning", f"The views are only {angle:.1f}\u00b0 apart (between the beam "
                                  f"directions); two views need at least "
-                                 f"{MIN_SEPARATION_DEG:g}\u00b0, ideally about 90\u00b0, "
+                                 f"{MIN_VIEW_SEPARATION_DEG:g}\u00b0, ideally about 90\u00b0, "
                                  "to locate vessels in depth")]
     if angle > MAX_SEPARATION_DEG:
         return [Issue("warning", f"The views are {angle:.1f}\u00b0 apart: nearly opposite views "

@@ -29,7 +29,7 @@ from monai.transforms import MapTransform
 from monai.utils import MetaKeys, SpaceKeys
 
 from sdfcar.config import ConfigRequest
-from sdfcar.errors import InputError, fail
+from sdfcar.errors import InputError, bad_input
 from sdfcar.geometry import VolumeGrid
 from sdfcar.io.atomic import check_target
 from sdfcar.io.outputs import write_outputs
@@ -49,13 +49,13 @@ def flag(value: bool | str, key: str) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
-    raise fail(key, f"expected true or false, got {value!r}")
+    raise bad_input(key, f"expected true or false, got {value!r}")
 
 
 def required_path(value: str | Path | None, key: str) -> Path:
     """A path setting that must be given (the bundle's defaults are empty)."""
     if value is None or not str(value).strip():
-        raise fail(key, f"required: pass --{key} PATH")
+        raise bad_input(key, f"required: pass --{key} PATH")
     return Path(str(value))
 
 
@@ -74,7 +74,7 @@ def bundle_config(preset: str | None = None, overrides: str | Sequence[str] | No
     elif isinstance(overrides, str):
         overrides = [overrides]
     if not all(isinstance(item, str) for item in overrides):
-        raise fail("overrides", f"expected a list of \"key=value\" texts, got {overrides!r}")
+        raise bad_input("overrides", f"expected a list of \"key=value\" texts, got {overrides!r}")
     return ConfigRequest.of(str(preset) if preset else None, overrides, iterations, seed=seed,
                             device=device)
 
@@ -84,13 +84,13 @@ def load_inputs(case_dir: str | Path | None = None, view1: str | Path | None = N
     """The bundle's data dictionary (``inputs``): a case folder (``case_dir``) or two XA
     DICOM runs (``view1``, ``view2``), read as ``sdfcar reconstruct`` reads them."""
     if _given(case_dir) and (_given(view1) or _given(view2)):
-        raise fail("case_dir", "give either case_dir or view1 and view2, not both")
+        raise bad_input("case_dir", "give either case_dir or view1 and view2, not both")
     if _given(case_dir):
         return {"inputs": from_case_dir(required_path(case_dir, "case_dir"))}
     if _given(view1) or _given(view2):
         return {"inputs": from_xa_pair(required_path(view1, "view1"),
                                        required_path(view2, "view2"))}
-    raise fail("case_dir", "required: pass --case_dir PATH (or --view1 A.dcm --view2 B.dcm)")
+    raise bad_input("case_dir", "required: pass --case_dir PATH (or --view1 A.dcm --view2 B.dcm)")
 
 
 class Reconstructor:

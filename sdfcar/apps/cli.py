@@ -211,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--overwrite", action="store_true")
     extract.set_defaults(run=run_extract_vessels)
 
+    xa_geometry = commands.add_parser(
+        "xa-geometry", help="print the C-arm geometry of one frame of an XA DICOM file as JSON")
+    xa_geometry.add_argument("image", type=Path, help="XA DICOM file")
+    xa_geometry.add_argument("--frame", type=int, default=1, metavar="N",
+                             help="frame of a cine run, 1-based (default 1)")
+    xa_geometry.add_argument("--geometry", type=Path, default=None, metavar="JSON",
+                             help="contract view fields that replace or fill geometry tags")
+    xa_geometry.set_defaults(run=run_xa_geometry)
+
     batch = commands.add_parser(
         "batch", help="reconstruct every case of a manifest on Ray (this machine or a cluster)")
     batch.add_argument("manifest", type=Path, help="CSV with header case,case_dir[,gt] (or "
@@ -432,6 +441,19 @@ def run_extract_vessels(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({chosen}, {extraction.info['vessel_pixels']} vessel pixels "
           f"({extraction.info['mask_source']} mask), integral up to "
           f"{extraction.info['integral_max_mm']:.1f} mm)")
+
+
+def run_xa_geometry(args: argparse.Namespace) -> None:
+    """``sdfcar xa-geometry``: the geometry ``reconstruct --view1 --view2`` reads from an XA
+    file (tags, per-frame angles, overrides), as JSON on stdout: ``file``, ``frames``,
+    ``frame``, ``view`` (``geometry.json`` view fields) and ``warnings``."""
+    from sdfcar.xa import load_view_overrides, read_xa
+
+    overrides = load_view_overrides(args.geometry) if args.geometry else None
+    run = read_xa(args.image, overrides)
+    print(json.dumps({"file": str(args.image), "frames": run.number_of_frames,
+                      "frame": args.frame, "view": run.view(args.frame).to_dict(),
+                      "warnings": list(run.warnings)}, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

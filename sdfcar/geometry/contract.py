@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sdfcar.errors import InputError, fail
+from sdfcar.errors import InputError, bad_input
 from sdfcar.geometry.rotations import rotation_x, rotation_z
 
 VIEW_KEYS = (
@@ -48,32 +48,32 @@ MIN_VIEW_SEPARATION_DEG = 20.0
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise fail(where, f"expected a number, got {value!r}")
+        raise bad_input(where, f"expected a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise fail(where, f"expected a finite number, got {value}")
+        raise bad_input(where, f"expected a finite number, got {value}")
     return value
 
 
 def _positive(value: Any, where: str) -> float:
     value = _number(value, where)
     if value <= 0:
-        raise fail(where, f"expected a positive number, got {value:g}")
+        raise bad_input(where, f"expected a positive number, got {value:g}")
     return value
 
 
 def _angle(value: Any, where: str) -> float:
     value = _number(value, where)
     if not -180.0 <= value <= 180.0:
-        raise fail(where, f"expected an angle in [-180, 180] degrees, got {value:g}")
+        raise bad_input(where, f"expected an angle in [-180, 180] degrees, got {value:g}")
     return value
 
 
 def _vector(value: Any, length: int, where: str, item=_number) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise fail(where, f"expected a list of {length} numbers, got {value!r}")
+        raise bad_input(where, f"expected a list of {length} numbers, got {value!r}")
     if len(value) != length:
-        raise fail(where, f"expected {length} values, got {len(value)}")
+        raise bad_input(where, f"expected {length} values, got {len(value)}")
     return tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
@@ -82,22 +82,22 @@ def _count(value: Any, where: str, minimum: int = 1) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise fail(where, f"expected an integer, got {value!r}")
+            raise bad_input(where, f"expected an integer, got {value!r}")
     if value < minimum:
-        raise fail(where, f"expected an integer >= {minimum}, got {value}")
+        raise bad_input(where, f"expected an integer >= {minimum}, got {value}")
     return int(value)
 
 
 def _check_keys(data: Any, allowed: Sequence[str], required: Sequence[str], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise fail(where, f"expected an object, got {type(data).__name__}")
+        raise bad_input(where, f"expected an object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise fail(f"{where}.{unknown[0]}" if where else unknown[0],
-                   f"unknown key (allowed: {', '.join(allowed)})")
+        raise bad_input(f"{where}.{unknown[0]}" if where else unknown[0],
+                        f"unknown key (allowed: {', '.join(allowed)})")
     for key in required:
         if key not in data:
-            raise fail(f"{where}.{key}" if where else key, "missing required field")
+            raise bad_input(f"{where}.{key}" if where else key, "missing required field")
 
 
 # ----------------------------------------------------------------------------- views
@@ -151,7 +151,7 @@ class ViewGeometry:
             ),
         }
         if out["source_to_isocenter_mm"] >= out["source_to_detector_mm"]:
-            raise fail(
+            raise bad_input(
                 f"{where}.source_to_isocenter_mm",
                 "must be less than source_to_detector_mm "
                 f"(got {out['source_to_isocenter_mm']:g} >= {out['source_to_detector_mm']:g})",
@@ -183,8 +183,8 @@ class ViewGeometry:
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(VIEW_KEYS))
         if unknown:
-            raise fail(f"{where}: geometry override {unknown[0]}",
-                       f"unknown field (allowed: {', '.join(VIEW_KEYS)})")
+            raise bad_input(f"{where}: geometry override {unknown[0]}",
+                            f"unknown field (allowed: {', '.join(VIEW_KEYS)})")
         lookup = _DicomLookup(tags, where)
 
         def value(name: str, *keywords: str) -> Any:
@@ -195,8 +195,8 @@ class ViewGeometry:
                 if found is not None:
                     return found
             tag = _DicomLookup.TAGS[keywords[0]]
-            raise fail(f"{where}: {keywords[0]} ({tag[:4]},{tag[4:]})",
-                       f"missing tag (give {name} as a geometry override)")
+            raise bad_input(f"{where}: {keywords[0]} ({tag[:4]},{tag[4:]})",
+                            f"missing tag (give {name} as a geometry override)")
 
         spacing = overrides.get("detector_spacing_mm")
         if spacing is None:
@@ -352,7 +352,7 @@ class _DicomLookup:
             if value is not None and value != "":
                 return self._numeric(value, f"{self.where}: {keyword} ({tag[:4]},{tag[4:]})")
         if required:
-            raise fail(f"{self.where}: {keyword} ({tag[:4]},{tag[4:]})", "missing tag")
+            raise bad_input(f"{self.where}: {keyword} ({tag[:4]},{tag[4:]})", "missing tag")
         return None
 
     @staticmethod
@@ -365,7 +365,7 @@ class _DicomLookup:
         try:
             return float(value) if isinstance(value, str) else value
         except ValueError:
-            raise fail(where, f"expected a number, got {value!r}") from None
+            raise bad_input(where, f"expected a number, got {value!r}") from None
 
 
 # ----------------------------------------------------------------------------- volume grid
@@ -400,7 +400,7 @@ class VolumeGrid:
         }
         matrix = np.array(out["direction"]).reshape(3, 3)
         if not np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-4):
-            raise fail(f"{where}.direction", "expected an orthonormal 3x3 matrix (row-major)")
+            raise bad_input(f"{where}.direction", "expected an orthonormal 3x3 matrix (row-major)")
         return out
 
     @classmethod
@@ -494,7 +494,7 @@ class CaseGeometry:
             _check_keys(data, CASE_KEYS, ("views",), "")
             views = data["views"]
             if not isinstance(views, list) or len(views) != NUM_VIEWS:
-                raise fail("views", f"expected a list of {NUM_VIEWS} views")
+                raise bad_input("views", f"expected a list of {NUM_VIEWS} views")
             parsed = tuple(ViewGeometry.from_dict(v, f"views[{i}]") for i, v in enumerate(views))
             volume = VolumeGrid.from_dict(data.get("volume", {}), "volume")
         except InputError as error:
@@ -510,13 +510,13 @@ class CaseGeometry:
         """Read and validate a ``geometry.json`` file."""
         path = Path(path)
         if not path.is_file():
-            raise fail(str(path), "file not found")
+            raise bad_input(str(path), "file not found")
         try:
             data = json.loads(path.read_text(), parse_constant=_reject_constant)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise fail(str(path), f"not valid JSON ({error})") from None
+            raise bad_input(str(path), f"not valid JSON ({error})") from None
         except ValueError as error:
-            raise fail(str(path), str(error)) from None
+            raise bad_input(str(path), str(error)) from None
         return cls.from_dict(data, str(path))
 
     def to_json(self) -> str:

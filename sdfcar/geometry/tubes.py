@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry.contract import VolumeGrid
 
 CORNERS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], dtype=float)
@@ -63,7 +63,7 @@ def rasterize_segments(segments: Sequence[Segment], grid: VolumeGrid, supersampl
     between consecutive centreline points of ``segments``."""
     if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
             or supersample < 1:
-        raise fail("supersample", f"expected an integer >= 1, got {supersample!r}")
+        raise bad_input("supersample", f"expected an integer >= 1, got {supersample!r}")
     s = int(supersample)
     fine = VolumeGrid(tuple(n * s for n in grid.shape), tuple(h / s for h in grid.spacing_mm),
                       grid.center_mm, grid.direction)

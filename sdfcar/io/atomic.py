@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.io.guard import PathLike, check_not_input, write_marker, written_by_sdfcar
 
 
@@ -42,21 +42,21 @@ def check_target(path: str | Path, overwrite: bool, inputs: Iterable[PathLike | 
     check_not_input(path, inputs)
     if path.exists():
         if not overwrite:
-            raise fail(str(path), "already exists (use --overwrite to replace it)")
+            raise bad_input(str(path), "already exists (use --overwrite to replace it)")
         if folder and not written_by_sdfcar(path):
-            raise fail(str(path), "not written by sdfcar: refusing to replace it; remove it "
-                                  "yourself or choose another --out")
+            raise bad_input(str(path), "not written by sdfcar: refusing to replace it; remove it "
+                                       "yourself or choose another --out")
         if not folder and path.is_dir():
-            raise fail(str(path), "is a folder; expected a file name")
+            raise bad_input(str(path), "is a folder; expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
     if not existing.is_dir():
-        raise fail(str(path), f"cannot write into {existing}")
+        raise bad_input(str(path), f"cannot write into {existing}")
     try:  # a real write: permissions alone do not tell root or a read-only file system
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise fail(str(path), f"cannot write into {existing} ({error.strerror})") from None
+        raise bad_input(str(path), f"cannot write into {existing} ({error.strerror})") from None
     return path
 
 

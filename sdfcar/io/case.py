@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sdfcar.io.atomic import atomic_directory
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.images import find_view_file, read_view, write_view
 from sdfcar.io.limits import check_memory
@@ -28,7 +28,7 @@ def load_case(case_dir: str | Path) -> Case:
     """Read and validate a case folder (view sizes must match the geometry's detectors)."""
     case_dir = Path(case_dir)
     if not case_dir.is_dir():
-        raise fail(str(case_dir), "case folder not found")
+        raise bad_input(str(case_dir), "case folder not found")
     geometry = CaseGeometry.load(case_dir / GEOMETRY_FILE)
     check_memory(geometry, str(case_dir / GEOMETRY_FILE), dense=False)
     views = []
@@ -36,9 +36,9 @@ def load_case(case_dir: str | Path) -> Case:
         path = find_view_file(case_dir, index)
         image = read_view(path)
         if tuple(image.shape) != view.detector_shape:
-            raise fail(str(path), f"image is {image.shape[0]}x{image.shape[1]} but "
-                                  f"views[{index - 1}].detector_shape is "
-                                  f"{view.detector_shape[0]}x{view.detector_shape[1]}")
+            raise bad_input(str(path), f"image is {image.shape[0]}x{image.shape[1]} but "
+                                       f"views[{index - 1}].detector_shape is "
+                                       f"{view.detector_shape[0]}x{view.detector_shape[1]}")
         views.append(image)
     return Case(geometry, tuple(views))
 

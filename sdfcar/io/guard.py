@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sdfcar import __version__
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 #: Marker file in every folder written through :func:`sdfcar.io.atomic.atomic_directory`.
 MARKER = ".sdfcar-output"
@@ -51,8 +51,8 @@ def check_not_input(target: PathLike, inputs: Iterable[PathLike | None]) -> None
             problem = f"lies inside the input {item}"
         else:
             continue
-        raise fail(str(target), f"{problem}: inputs are never written over; choose another "
-                                "output path")
+        raise bad_input(str(target), f"{problem}: inputs are never written over; choose another "
+                                     "output path")
 
 
 def written_by_sdfcar(folder: PathLike) -> bool:

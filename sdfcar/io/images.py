@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdfcar.io.atomic import atomic_file
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VolumeGrid
 from sdfcar.io.integrity import verify_image_file
 from sdfcar.io.limits import check_bytes
@@ -27,7 +27,7 @@ VIEW_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".png", ".tif", ".t
 def _read(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
-        raise fail(str(path), "file not found")
+        raise bad_input(str(path), "file not found")
     verify_image_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -39,12 +39,12 @@ def _read(path: str | Path) -> sitk.Image:
         return reader.Execute()
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown"
-        raise fail(str(path), f"cannot read image ({reason[:160]})") from None
+        raise bad_input(str(path), f"cannot read image ({reason[:160]})") from None
 
 
 def _finite(array: np.ndarray, path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(array)):
-        raise fail(str(path), "contains NaN or infinite values")
+        raise bad_input(str(path), "contains NaN or infinite values")
     return array
 
 
@@ -53,10 +53,10 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, VolumeGrid]:
     image = _read(path)
     size = image.GetSize()
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise fail(str(path), f"expected a 3D scalar volume, got {image.GetDimension()}D "
-                              f"with {image.GetNumberOfComponentsPerPixel()} component(s)")
+        raise bad_input(str(path), f"expected a 3D scalar volume, got {image.GetDimension()}D "
+                                   f"with {image.GetNumberOfComponentsPerPixel()} component(s)")
     if min(size) < 2:
-        raise fail(str(path), f"expected at least 2 voxels along each axis, got size {size}")
+        raise bad_input(str(path), f"expected at least 2 voxels along each axis, got size {size}")
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     grid = VolumeGrid.from_origin(size, image.GetSpacing(), image.GetOrigin(),
                                   image.GetDirection())
@@ -81,13 +81,13 @@ def read_view(path: str | Path) -> np.ndarray:
     """Read a 2D view as float32 ``(rows, cols)``; a 3D file must have one slice."""
     image = _read(path)
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise fail(str(path), "expected a grayscale image, got "
-                              f"{image.GetNumberOfComponentsPerPixel()} components (RGB?)")
+        raise bad_input(str(path), "expected a grayscale image, got "
+                                   f"{image.GetNumberOfComponentsPerPixel()} components (RGB?)")
     array = sitk.GetArrayFromImage(image)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
-        raise fail(str(path), f"expected a 2D image [rows, cols], got shape {array.shape}")
+        raise bad_input(str(path), f"expected a 2D image [rows, cols], got shape {array.shape}")
     return _finite(array.astype(np.float32), path)
 
 
@@ -107,9 +107,9 @@ def find_view_file(case_dir: str | Path, index: int) -> Path:
     found = [case_dir / f"view{index}{s}" for s in VIEW_SUFFIXES
              if (case_dir / f"view{index}{s}").is_file()]
     if not found:
-        raise fail(str(case_dir / f"view{index}.*"),
-                   f"missing view file (expected one of {', '.join(VIEW_SUFFIXES)})")
+        raise bad_input(str(case_dir / f"view{index}.*"),
+                        f"missing view file (expected one of {', '.join(VIEW_SUFFIXES)})")
     if len(found) > 1:
-        raise fail(str(case_dir), f"several files for view {index}: "
-                                  f"{', '.join(p.name for p in found)}")
+        raise bad_input(str(case_dir), f"several files for view {index}: "
+                                       f"{', '.join(p.name for p in found)}")
     return found[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nibabel
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 _CHUNK = 1 << 20
 
@@ -28,8 +28,8 @@ def verify_image_file(path: Path) -> None:
     if name.endswith((".nii", ".nii.gz")):
         needed = nifti_bytes(path)
         if needed is not None and size < needed:
-            raise fail(str(path), f"truncated: {size} bytes of NIfTI data where its header "
-                                  f"describes {needed}")
+            raise bad_input(str(path), f"truncated: {size} bytes of NIfTI data where its header "
+                                       f"describes {needed}")
 
 
 def gzip_length(path: Path) -> int:
@@ -40,7 +40,7 @@ def gzip_length(path: Path) -> int:
             while chunk := stream.read(_CHUNK):
                 total += len(chunk)
     except (OSError, EOFError, zlib.error) as error:
-        raise fail(str(path), f"corrupt or truncated gzip data ({error})") from None
+        raise bad_input(str(path), f"corrupt or truncated gzip data ({error})") from None
     return total
 
 

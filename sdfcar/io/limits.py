@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry
 
 #: Environment variable that sets the memory limit in GiB (instead of MemAvailable).
@@ -36,7 +36,7 @@ def available_bytes() -> float | None:
         except ValueError:
             limit = float("nan")
         if not limit > 0:
-            raise fail(LIMIT_VARIABLE, f"expected a positive number of GiB, got {text!r}")
+            raise bad_input(LIMIT_VARIABLE, f"expected a positive number of GiB, got {text!r}")
         return limit * GIB
     try:
         for line in MEMINFO.read_text().splitlines():
@@ -54,8 +54,8 @@ def check_bytes(needed: float, where: str, what: str) -> None:
     if limit is not None and needed > limit:
         source = LIMIT_VARIABLE if os.environ.get(LIMIT_VARIABLE, "").strip() \
             else f"MemAvailable; set {LIMIT_VARIABLE} to change the limit"
-        raise fail(where, f"{what} needs about {needed / GIB:.1f} GiB of memory (estimate), "
-                          f"more than the {limit / GIB:.1f} GiB available ({source})")
+        raise bad_input(where, f"{what} needs about {needed / GIB:.1f} GiB of memory (estimate), "
+                               f"more than the {limit / GIB:.1f} GiB available ({source})")
 
 
 def memory_estimate(geometry: CaseGeometry, dense: bool) -> dict[str, tuple[list[int], float]]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.methods.losses import signed_distance_2d
 from sdfcar.physics.hull import dilate, visual_hull
 from sdfcar.physics.projector import ConeBeamProjector, SparseSystemMatrix, make_projector
@@ -75,7 +75,7 @@ def build_hull_system(problem: Problem) -> HullSystem:
                            settings.margin_px)
         reason = unsafe_hull_reason(hull, settings)
         if reason and settings.mode == "on":
-            raise fail("hull.mode", f"the visual hull is unusable: {reason}")
+            raise bad_input("hull.mode", f"the visual hull is unusable: {reason}")
         if reason:
             log.warning("visual hull off: %s; every voxel is an unknown", reason)
             hull = None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import ViewGeometry, VolumeGrid
 
 DEFAULT_SAMPLES_PER_CHUNK = 1 << 22
@@ -270,9 +270,10 @@ def make_projector(views: Sequence[ViewGeometry], grid: VolumeGrid,
     from sdfcar.physics.tigre_backend import TigreProjector, tigre_available
 
     if backend not in PROJECTOR_BACKENDS:
-        raise fail("backend", f"expected one of {', '.join(PROJECTOR_BACKENDS)}, got {backend!r}")
+        raise bad_input("backend",
+                        f"expected one of {', '.join(PROJECTOR_BACKENDS)}, got {backend!r}")
     if backend == "tigre" and not tigre_available():
-        raise fail("backend", "TIGRE was requested but `import tigre` fails (it is optional)")
+        raise bad_input("backend", "TIGRE was requested but `import tigre` fails (it is optional)")
     use_tigre = backend == "tigre" or (
         backend == "auto" and torch.device(device).type == "cuda" and tigre_available())
     if use_tigre:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.graph import MCP_Geometric
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 MODES = ("bridge", "largest", "none")
@@ -54,7 +54,7 @@ def select_tree(mask: np.ndarray, occupancy: np.ndarray, mode: str = "bridge",
     """The vessel tree of ``mask``: ``bridge`` fragments to the largest component,
     keep the ``largest`` component only, or ``none`` (unchanged)."""
     if mode not in MODES:
-        raise fail("connectivity", f"expected one of {', '.join(MODES)}, got {mode!r}")
+        raise bad_input("connectivity", f"expected one of {', '.join(MODES)}, got {mode!r}")
     mask = np.asarray(mask, dtype=bool)
     labels, count = ndimage.label(mask, CONNECTIVITY_26)
     if mode == "none" or count <= 1:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.methods.base import Reconstruction
 from sdfcar.metrics import dice
@@ -64,7 +64,7 @@ def output_grid(grid: VolumeGrid, spacing_mm: float | None) -> VolumeGrid:
     factors = [h / spacing_mm for h in grid.spacing_mm] if spacing_mm > 0 else [0.0]
     factor = round(factors[0])
     if factor < 1 or any(abs(f - factor) > 1e-6 * factor for f in factors):
-        raise fail("--output-spacing", f"expected the grid's spacing ({grid.spacing_mm[0]:g} "
+        raise bad_input("--output-spacing", f"expected the grid's spacing ({grid.spacing_mm[0]:g} "
                                        f"mm) divided by a whole number, got {spacing_mm!r}")
     return grid.refined(factor)
 

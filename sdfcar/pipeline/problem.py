@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from sdfcar.config import ReconstructionConfig
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry
 from sdfcar.methods.base import Problem
 from sdfcar.physics.hull import threshold_silhouette
@@ -26,16 +26,16 @@ def _shape_error(name: str, shape: tuple[int, ...], detector: tuple[int, int]) -
 def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[np.ndarray]:
     """Check count, shape, finiteness and content of the views; return float32 copies."""
     if len(views) != len(geometry.views):
-        raise fail("views", f"expected {len(geometry.views)} views, got {len(views)}")
+        raise bad_input("views", f"expected {len(geometry.views)} views, got {len(views)}")
     checked = []
     for index, (image, view) in enumerate(zip(views, geometry.views), start=1):
         image = np.asarray(image, dtype=np.float32)
         if image.shape != view.detector_shape:
-            raise fail(f"view{index}", _shape_error("image", image.shape, view.detector_shape))
+            raise bad_input(f"view{index}", _shape_error("image", image.shape, view.detector_shape))
         if not np.all(np.isfinite(image)):
-            raise fail(f"view{index}", "contains NaN or infinite values")
+            raise bad_input(f"view{index}", "contains NaN or infinite values")
         if not np.any(image > 0):
-            raise fail(f"view{index}", "is empty (no positive pixel): nothing to reconstruct")
+            raise bad_input(f"view{index}", "is empty (no positive pixel): nothing to reconstruct")
         checked.append(image)
     return checked
 
@@ -43,14 +43,14 @@ def validate_views(views: Sequence[np.ndarray], geometry: CaseGeometry) -> list[
 def validate_masks(masks: Sequence[np.ndarray], geometry: CaseGeometry) -> list[np.ndarray]:
     """Check count, shape and content of vessel masks (nonzero = vessel); boolean copies."""
     if len(masks) != len(geometry.views):
-        raise fail("masks", f"expected {len(geometry.views)} masks, got {len(masks)}")
+        raise bad_input("masks", f"expected {len(geometry.views)} masks, got {len(masks)}")
     checked = []
     for index, (mask, view) in enumerate(zip(masks, geometry.views), start=1):
         mask = np.asarray(mask)
         if mask.shape != view.detector_shape:
-            raise fail(f"mask{index}", _shape_error("mask", mask.shape, view.detector_shape))
+            raise bad_input(f"mask{index}", _shape_error("mask", mask.shape, view.detector_shape))
         if not np.any(mask):
-            raise fail(f"mask{index}", "is empty (no vessel pixel)")
+            raise bad_input(f"mask{index}", "is empty (no vessel pixel)")
         checked.append(mask.astype(bool))
     return checked
 

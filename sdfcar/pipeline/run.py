@@ -20,7 +20,7 @@ import torch
 
 from sdfcar.config import ReconstructionConfig
 from sdfcar.device import resolve_device
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.io.limits import check_memory
 from sdfcar.methods.base import Problem, Reconstruction
@@ -70,7 +70,7 @@ def _fit(problem: Problem, config: ReconstructionConfig, progress: Progress
     method = method_named(config.method)
     reason = method.unusable(problem)
     if reason:
-        raise fail("method", f"{config.method}: {reason}")
+        raise bad_input("method", f"{config.method}: {reason}")
     statistics, seconds, prior = {}, {}, None
     if config.prior != "none":
         prior_method = method_named(config.prior)

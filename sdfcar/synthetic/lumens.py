@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sdfcar.centerlines import to_json
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VolumeGrid
 
 STEP_MM = 0.1  # centreline sample spacing
@@ -78,7 +78,7 @@ class LumenTree:
         lie inside a lumen or a bifurcation ball."""
         if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
                 or supersample < 1:
-            raise fail("supersample", f"expected an integer >= 1, got {supersample!r}")
+            raise bad_input("supersample", f"expected an integer >= 1, got {supersample!r}")
         s = int(supersample)
         fine = grid.refined(s)
         inside = np.zeros(fine.shape, dtype=bool)
@@ -194,7 +194,7 @@ def _fit(vessels: list[Lumen]) -> None:
 def generate_lumens(seed: int) -> LumenTree:
     """The reproducible tree of ``seed``, centred on the origin."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise fail("seed", f"expected a non-negative integer, got {seed!r}")
+        raise bad_input("seed", f"expected a non-negative integer, got {seed!r}")
     rng = np.random.default_rng([int(seed), 0x1A7E5])
     direction = rng.normal(size=3)
     root = _vessel("T", None, np.zeros(3), direction / np.linalg.norm(direction),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VolumeGrid
 from sdfcar.geometry.tubes import Segment, rasterize_segments
 
@@ -226,9 +226,9 @@ def _fit(segments: list[Segment]) -> None:
 def generate_tree(kind: str, seed: int) -> CoronaryTree:
     """A reproducible LCA- or RCA-like tree for ``(kind, seed)``, centred on the origin."""
     if kind not in KINDS:
-        raise fail("kind", f"expected 'lca' or 'rca', got {kind!r}")
+        raise bad_input("kind", f"expected 'lca' or 'rca', got {kind!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise fail("seed", f"expected a non-negative integer, got {seed!r}")
+        raise bad_input("seed", f"expected a non-negative integer, got {seed!r}")
     rng = np.random.default_rng([int(seed), KINDS.index(kind)])
     heart = _Heart.random(rng)
     plans = (_lca if kind == "lca" else _rca)(rng, rng.uniform(52.0, 62.0))

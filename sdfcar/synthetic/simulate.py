@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from sdfcar.io.case import Case
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 from sdfcar.physics.projector import make_projector
@@ -40,8 +40,8 @@ class NoiseModel:
         except ValueError:
             value = math.nan
         if kind not in ("gaussian", "poisson") or not math.isfinite(value) or value <= 0:
-            raise fail("--noise", f"expected gaussian:SIGMA or poisson:PHOTONS with a positive "
-                                  f"number, got {text!r}")
+            raise bad_input("--noise", f"expected gaussian:SIGMA or poisson:PHOTONS with a "
+                                       f"positive number, got {text!r}")
         return cls(kind, value)
 
     def apply(self, integral: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -69,7 +69,7 @@ def simulate_case(label: np.ndarray, label_grid: VolumeGrid, geometry: CaseGeome
     """Views of ``label`` for ``geometry``: integrals, optionally noisy, optionally binarised
     (``mask_threshold_mm``: pixels whose integral exceeds it become 1)."""
     if not np.any(label):
-        raise fail("--label", "label volume is empty (no nonzero voxel)")
+        raise bad_input("--label", "label volume is empty (no nonzero voxel)")
     rng = np.random.default_rng(seed)
     images = []
     for image in project_label(label, label_grid, geometry.views, device):

@@ -37,7 +37,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage
 
 from sdfcar.io.atomic import atomic_file
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.synthetic.phantom import label_volume
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
@@ -67,13 +67,14 @@ class CineOptions:
 
     def __post_init__(self) -> None:
         if self.frames < 1:
-            raise fail("frames", f"expected at least 1 frame, got {self.frames}")
+            raise bad_input("frames", f"expected at least 1 frame, got {self.frames}")
         if not 8 <= self.bits <= 16:
-            raise fail("bits", f"expected 8 to 16 stored bits, got {self.bits}")
+            raise bad_input("bits", f"expected 8 to 16 stored bits, got {self.bits}")
         if self.stored_relationship not in ("LIN", "LOG"):
-            raise fail("relationship", f"expected 'LIN' or 'LOG', got {self.relationship!r}")
+            raise bad_input("relationship", f"expected 'LIN' or 'LOG', got {self.relationship!r}")
         if not 0.0 <= self.contraction < 0.5:
-            raise fail("contraction", f"expected a fraction in [0, 0.5), got {self.contraction}")
+            raise bad_input("contraction",
+                            f"expected a fraction in [0, 0.5), got {self.contraction}")
 
     @property
     def stored_relationship(self) -> str:
@@ -174,8 +175,8 @@ def simulate_run(integral: np.ndarray, view: ViewGeometry, options: CineOptions 
     """A cine run of the fully opacified line-integral image ``integral`` (mm) in ``view``."""
     integral = np.asarray(integral, dtype=np.float64)
     if integral.shape != view.detector_shape:
-        raise fail("integral", f"shape {integral.shape} does not match the detector "
-                               f"{view.detector_shape}")
+        raise bad_input("integral", f"shape {integral.shape} does not match the detector "
+                                    f"{view.detector_shape}")
     rng = np.random.default_rng([seed, 11])
     n = options.frames
     times = np.arange(n) * options.frame_time_ms

@@ -35,7 +35,7 @@ try:  # pydicom >= 3
 except ImportError:  # pydicom 2.x (the MONAI Label environment pins it)
     from pydicom.pixel_data_handlers.util import apply_modality_lut
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import ViewGeometry
 from sdfcar.xa.overrides import checked_overrides
 
@@ -111,8 +111,8 @@ class XARun:
 
     def _index(self, number: int) -> int:
         if not 1 <= number <= self.number_of_frames:
-            raise fail(f"{self.path}: frame",
-                       f"expected 1 to {self.number_of_frames}, got {number}")
+            raise bad_input(f"{self.path}: frame",
+                            f"expected 1 to {self.number_of_frames}, got {number}")
         return number - 1
 
     def attenuation(self, number: int) -> np.ndarray:
@@ -156,8 +156,8 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
     notes.extend(dict.fromkeys(str(w.message) for w in caught))
     first = views[0].detector_shape
     if pixels.shape[1:] != first:
-        raise fail(str(path), f"pixel data is {pixels.shape[1]}x{pixels.shape[2]} but the "
-                              f"geometry says {first[0]}x{first[1]}")
+        raise bad_input(str(path), f"pixel data is {pixels.shape[1]}x{pixels.shape[2]} but the "
+                                   f"geometry says {first[0]}x{first[1]}")
     times = _frame_times(dataset, len(pixels), notes)
     r_waves = _r_wave_frames(dataset, len(pixels), times, notes)
     sop = str(dataset.get("SOPClassUID", "")) or XA_SOP_CLASS
@@ -167,7 +167,7 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
 
 def _open(path: Path) -> Dataset:
     if not path.is_file():
-        raise fail(str(path), "file not found")
+        raise bad_input(str(path), "file not found")
     logger = logging.getLogger("pydicom")  # it logs each warning too: they are handled here
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -176,12 +176,12 @@ def _open(path: Path) -> Dataset:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(path)
     except Exception as error:  # pydicom raises many types on damaged or foreign files
-        raise fail(str(path), f"not a readable DICOM file ({reason(error)})") from None
+        raise bad_input(str(path), f"not a readable DICOM file ({reason(error)})") from None
     finally:
         logger.setLevel(level)
     for warning in caught:
         if "End of file reached" in str(warning.message):  # pydicom's word for truncation
-            raise fail(str(path), f"truncated file ({warning.message})")
+            raise bad_input(str(path), f"truncated file ({warning.message})")
         warnings.warn(warning.message, warning.category, stacklevel=2)
     return dataset
 
@@ -198,8 +198,8 @@ def _check_length(dataset: Dataset, path: Path) -> None:
     needed = (pixels * bits + 7) // 8
     have = len(dataset.PixelData)
     if have < needed:
-        raise fail(str(path), f"pixel data truncated: {have} bytes where Rows x Columns x "
-                              f"{frames} frame(s) x {bits} bits need {needed}")
+        raise bad_input(str(path), f"pixel data truncated: {have} bytes where Rows x Columns x "
+                                   f"{frames} frame(s) x {bits} bits need {needed}")
 
 
 def reason(error: BaseException) -> str:
@@ -212,20 +212,20 @@ def reason(error: BaseException) -> str:
 
 def _check_kind(dataset: Dataset, path: Path) -> None:
     if "PixelData" not in dataset:
-        raise fail(str(path), "no pixel data (expected an XA image)")
+        raise bad_input(str(path), "no pixel data (expected an XA image)")
     samples = dataset.get("SamplesPerPixel", 1)
     photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise fail(str(path), f"colour image (PhotometricInterpretation {photometric or '?'}, "
-                              f"SamplesPerPixel {samples}), e.g. a secondary-capture "
-                              "screenshot; expected a grayscale XA acquisition")
+        raise bad_input(str(path), f"colour image (PhotometricInterpretation {photometric or '?'}, "
+                                   f"SamplesPerPixel {samples}), e.g. a secondary-capture "
+                                   "screenshot; expected a grayscale XA acquisition")
     sop = str(dataset.get("SOPClassUID", ""))
     modality = str(dataset.get("Modality", "") or "?")
     if sop in ACCEPTED_SOP_CLASSES or (not sop and modality == "XA"):
         return
     name = UID(sop).name if sop else "missing"
-    raise fail(str(path), f"not an X-ray angiogram (Modality {modality}, SOP class {name}); "
-                          "expected X-Ray Angiographic or Enhanced XA Image Storage")
+    raise bad_input(str(path), f"not an X-ray angiogram (Modality {modality}, SOP class {name}); "
+                               "expected X-Ray Angiographic or Enhanced XA Image Storage")
 
 
 def _pixels(dataset: Dataset, path: Path) -> np.ndarray:
@@ -235,19 +235,19 @@ def _pixels(dataset: Dataset, path: Path) -> np.ndarray:
     except Exception as error:  # decoders raise many types; retry compressed data with GDCM
         syntax = dataset.file_meta.get("TransferSyntaxUID")
         if syntax is None or not UID(syntax).is_compressed:
-            raise fail(str(path), f"cannot read the pixel data ({reason(error)})") from None
+            raise bad_input(str(path), f"cannot read the pixel data ({reason(error)})") from None
         try:
             array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         except RuntimeError:
-            raise fail(str(path), f"cannot decode the pixel data ({UID(syntax).name}: "
-                                  f"{reason(error)})") from None
+            raise bad_input(str(path), f"cannot decode the pixel data ({UID(syntax).name}: "
+                                       f"{reason(error)})") from None
     array = np.asarray(array)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or array.shape[0] != frames:
-        raise fail(str(path), f"pixel data has shape {array.shape}, expected {frames} "
-                              "grayscale frame(s)")
+        raise bad_input(str(path), f"pixel data has shape {array.shape}, expected {frames} "
+                                   "grayscale frame(s)")
     if "RescaleSlope" in dataset or "ModalityLUTSequence" in dataset:
         array = apply_modality_lut(array, dataset).astype(np.float32)
     return array
@@ -306,12 +306,12 @@ def _increment(dataset: Dataset, path: Path, keyword: str, index: int, frames: i
     try:
         steps = [float(s) for s in steps]
     except (TypeError, ValueError):
-        raise fail(f"{path}: {name}", f"expected numbers, got {steps!r}") from None
+        raise bad_input(f"{path}: {name}", f"expected numbers, got {steps!r}") from None
     if len(steps) == 1:
         return index * steps[0]
     if len(steps) != frames:
-        raise fail(f"{path}: {name}", f"has {len(steps)} values; expected 1 or one per "
-                                      f"frame ({frames})")
+        raise bad_input(f"{path}: {name}", f"has {len(steps)} values; expected 1 or one per "
+                                           f"frame ({frames})")
     return steps[index]
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.xa.vessels import VesselParams, contrast_score
 
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ def choose_frame(run: XARun, number: int | None = None,
     if number is not None:
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) \
                 or not 1 <= number <= count:
-            raise fail(f"{run.path}: --frame",
-                       f"expected a frame number from 1 to {count}, got {number!r}")
+            raise bad_input(f"{run.path}: --frame",
+                            f"expected a frame number from 1 to {count}, got {number!r}")
         return FrameChoice(int(number), "given", f"frame {number} of {count} as requested")
     if count == 1:
         return FrameChoice(1, "single frame", "the file has a single frame")

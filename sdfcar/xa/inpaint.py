@@ -13,7 +13,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -30,7 +30,7 @@ def harmonic_inpaint(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     if count == 0:
         return filled
     if count == region.size:
-        raise fail("mask", "covers the whole image: no background is left to interpolate from")
+        raise bad_input("mask", "covers the whole image: no background is left to interpolate from")
     index = np.full(image.shape, -1, dtype=np.int64)
     index[region] = np.arange(count)
     rows, cols = np.nonzero(region)

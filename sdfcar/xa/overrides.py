@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VIEW_KEYS, VolumeGrid
 
 #: Contract fields a geometry override may set (the detector shape comes from the image).
@@ -19,10 +19,11 @@ def checked_overrides(overrides: Mapping[str, Any] | None, where: str) -> dict[s
     overrides = dict(overrides or {})
     for key in overrides:
         if key == "detector_shape":
-            raise fail(f"{where} detector_shape",
-                       "comes from the image (Rows, Columns) and cannot be overridden")
+            raise bad_input(f"{where} detector_shape",
+                            "comes from the image (Rows, Columns) and cannot be overridden")
         if key not in OVERRIDE_KEYS:
-            raise fail(f"{where} {key}", f"unknown field (allowed: {', '.join(OVERRIDE_KEYS)})")
+            raise bad_input(f"{where} {key}",
+                            f"unknown field (allowed: {', '.join(OVERRIDE_KEYS)})")
     return overrides
 
 
@@ -42,13 +43,13 @@ def parse_geometry_overrides(data: Any, where: str = "--geometry") -> GeometryOv
     ``geometry.json``. Example: ``{"source_to_isocenter_mm": 760, "views": [{},
     {"primary_angle_deg": -30}]}``."""
     if not isinstance(data, Mapping):
-        raise fail(where, f"expected a JSON object, got {type(data).__name__}")
+        raise bad_input(where, f"expected a JSON object, got {type(data).__name__}")
     shared = {k: v for k, v in data.items() if k not in ("views", "volume")}
     shared = checked_overrides(shared, where)
     views = data.get("views", [{}, {}])
     if not (isinstance(views, list) and len(views) == 2
             and all(isinstance(v, Mapping) for v in views)):
-        raise fail(f"{where}.views", "expected a list of two objects")
+        raise bad_input(f"{where}.views", "expected a list of two objects")
     first, second = ({**shared, **checked_overrides(v, f"{where}.views[{i}]")}
                      for i, v in enumerate(views))
     volume = None
@@ -65,16 +66,16 @@ def load_geometry_overrides(path: str | Path) -> GeometryOverrides:
 def _read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise fail(str(path), "file not found")
+        raise bad_input(str(path), "file not found")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise fail(str(path), f"not valid JSON ({error})") from None
+        raise bad_input(str(path), f"not valid JSON ({error})") from None
 
 
 def load_view_overrides(path: str | Path) -> dict[str, Any]:
     """Read a JSON object of contract fields for a single view (``extract-vessels``)."""
     data = _read_json(path)
     if not isinstance(data, Mapping):
-        raise fail(str(path), f"expected a JSON object, got {type(data).__name__}")
+        raise bad_input(str(path), f"expected a JSON object, got {type(data).__name__}")
     return checked_overrides(data, str(path))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import MIN_VIEW_SEPARATION_DEG, CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.io.case import Case
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
@@ -79,29 +79,29 @@ def read_mask(source: str | Path | np.ndarray, shape: tuple[int, int], frame: in
     else:
         where, mask = str(source), _mask_array(Path(source), frame, frames)
     if mask.shape != tuple(shape):
-        raise fail(where, f"mask has shape {mask.shape} but the frame is {shape[0]}x{shape[1]} "
-                          "(same rows and columns, row 0 at the top)")
+        raise bad_input(where, f"mask has shape {mask.shape} but the frame is "
+                               f"{shape[0]}x{shape[1]} (same rows and columns, row 0 at the top)")
     if not np.any(mask > 0):
-        raise fail(where, "the mask is empty (no nonzero pixel)")
+        raise bad_input(where, "the mask is empty (no nonzero pixel)")
     return mask > 0
 
 
 def _mask_array(path: Path, frame: int, frames: int) -> np.ndarray:
     if not path.is_file():
-        raise fail(str(path), "file not found")
+        raise bad_input(str(path), "file not found")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise fail(str(path), f"cannot read the mask image ({reason(error)})") from None
+        raise bad_input(str(path), f"cannot read the mask image ({reason(error)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise fail(str(path), "expected a grayscale mask, got "
-                              f"{image.GetNumberOfComponentsPerPixel()} components (RGB?)")
+        raise bad_input(str(path), "expected a grayscale mask, got "
+                                   f"{image.GetNumberOfComponentsPerPixel()} components (RGB?)")
     array = sitk.GetArrayFromImage(image)
     if array.ndim == 3 and array.shape[0] in (1, frames):
         return array[0 if array.shape[0] == 1 else frame - 1]
     if array.ndim != 2:
-        raise fail(str(path), f"expected a 2D mask, a single slice or one slice per frame "
-                              f"({frames}), got shape {array.shape}")
+        raise bad_input(str(path), f"expected a 2D mask, a single slice or one slice per frame "
+                                   f"({frames}), got shape {array.shape}")
     return array
 
 
@@ -131,7 +131,7 @@ def prepare_xa_view(path: str | Path, frame: int | None = None,
 def _per_view(value: Any, name: str) -> tuple[Any, Any]:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise fail(name, f"expected one value per view (2), got {len(value)}")
+            raise bad_input(name, f"expected one value per view (2), got {len(value)}")
         return value[0], value[1]
     return value, value
 

@@ -43,7 +43,7 @@ from scipy import ndimage
 from skimage import filters
 
 from sdfcar.io.atomic import atomic_directory
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.io.images import write_view
 from sdfcar.xa.inpaint import harmonic_inpaint
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
@@ -73,14 +73,15 @@ class VesselParams:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_diameter_mm < self.max_diameter_mm:
-            raise fail("vessel diameters", "expected 0 < min_diameter_mm < max_diameter_mm")
+            raise bad_input("vessel diameters", "expected 0 < min_diameter_mm < max_diameter_mm")
         if self.scales < 1:
-            raise fail("scales", f"expected at least 1 scale, got {self.scales}")
+            raise bad_input("scales", f"expected at least 1 scale, got {self.scales}")
         if not 0 < self.seed_fraction <= 1:
-            raise fail("seed_fraction", f"expected a fraction in (0, 1], got {self.seed_fraction}")
+            raise bad_input("seed_fraction",
+                            f"expected a fraction in (0, 1], got {self.seed_fraction}")
         if not 50 <= self.background_percentile < 100:
-            raise fail("background_percentile",
-                       f"expected a percentile in [50, 100), got {self.background_percentile}")
+            raise bad_input("background_percentile",
+                            f"expected a percentile in [50, 100), got {self.background_percentile}")
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ def _radii_px(pixel_mm: float, params: VesselParams) -> tuple[float, float]:
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2 or min(image.shape) < 8:
-        raise fail(name, f"expected a 2D image of at least 8x8 pixels, got shape {image.shape}")
+        raise bad_input(name,
+                        f"expected a 2D image of at least 8x8 pixels, got shape {image.shape}")
     if not np.all(np.isfinite(image)):
-        raise fail(name, "contains NaN or infinite values")
+        raise bad_input(name, "contains NaN or infinite values")
     return image
 
 
@@ -119,8 +121,8 @@ def attenuation_from_intensity(image: np.ndarray, where: str = "image") -> np.nd
     image = _check_image(image, where)
     peak = float(image.max())
     if not peak > 0:
-        raise fail(where, "expected positive X-ray intensities (vessels dark), got max "
-                          f"{peak:g}")
+        raise bad_input(where, "expected positive X-ray intensities (vessels dark), got max "
+                               f"{peak:g}")
     return -np.log(np.maximum(image, 1e-4 * peak))
 
 
@@ -191,9 +193,9 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
     ``mask`` (any array, nonzero = vessel, same shape) replaces the automatic mask."""
     attenuation = _check_image(attenuation, "image")
     if not pixel_mm > 0:
-        raise fail("--pixel-mm", f"expected a positive pixel size, got {pixel_mm}")
+        raise bad_input("--pixel-mm", f"expected a positive pixel size, got {pixel_mm}")
     if not mu_per_mm > 0:
-        raise fail("--mu", f"expected a positive attenuation per mm, got {mu_per_mm}")
+        raise bad_input("--mu", f"expected a positive attenuation per mm, got {mu_per_mm}")
     info: dict[str, Any] = {"pixel_mm_at_isocenter": pixel_mm, "mu_per_mm": mu_per_mm,
                             "params": asdict(params)}
     response = None
@@ -204,12 +206,12 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
     else:
         mask = np.asarray(mask)
         if mask.shape != attenuation.shape:
-            raise fail("mask", f"mask has shape {mask.shape} but the image is "
-                               f"{attenuation.shape[0]}x{attenuation.shape[1]}")
+            raise bad_input("mask", f"mask has shape {mask.shape} but the image is "
+                                    f"{attenuation.shape[0]}x{attenuation.shape[1]}")
         mask = mask > 0
         info["mask_source"] = "user"
     if not mask.any():
-        raise fail("mask", "no vessel pixel (the mask is empty)")
+        raise bad_input("mask", "no vessel pixel (the mask is empty)")
     integral, background = line_integral_proxy(attenuation, mask, pixel_mm, mu_per_mm)
     info.update(vessel_pixels=int(mask.sum()), integral_max_mm=float(integral.max()),
                 integral_mean_in_mask_mm=float(integral[mask].mean()))

@@ -1,5 +1,5 @@
-"""`sdfcar batch` on a local Ray instance: failure isolation, kill and resume, retries of
-crashed workers, and manifest validation."""
+"""`sdfcar batch` on a local Ray instance: failure isolation, kill (after a case, and while a
+case is being written) and resume, retries of crashed workers, and manifest validation."""
 
 import json
 import os
@@ -53,6 +53,21 @@ def case_folders(out):
     return sorted(p.name for p in out.iterdir() if p.is_dir())
 
 
+def kill_batch_when(command, condition, seconds, what, poll_s=0.05):
+    """Start ``command`` in its own process group and SIGKILL the group once
+    ``condition()`` holds (failing when the batch exits or ``seconds`` pass first)."""
+    batch = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert batch.poll() is None, batch.stderr.read().decode()
+        assert time.monotonic() < deadline, f"{what} within {seconds} s"
+        time.sleep(poll_s)
+    os.killpg(batch.pid, signal.SIGKILL)
+    batch.wait()
+    batch.stderr.close()
+
+
 def test_a_broken_case_fails_alone_and_the_others_finish(local_ray, small_case_dir, tmp_path,
                                                          capsys):
     folders = copy_cases(small_case_dir, tmp_path, 4)
@@ -101,16 +116,8 @@ def test_a_killed_batch_resumes_without_redoing_finished_cases(local_ray, small_
     log_path = out / "batch.jsonl"
     command = [sys.executable, "-m", "sdfcar.apps.cli", "batch", str(manifest), "--out", str(out),
                "--address", local_ray, *FAST]
-    batch = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while not (log_path.exists() and log_path.read_text().count("\n")):
-        assert batch.poll() is None, batch.stderr.read().decode()
-        assert time.monotonic() < deadline, "no case finished within 180 s"
-        time.sleep(0.05)
-    os.killpg(batch.pid, signal.SIGKILL)
-    batch.wait()
-    batch.stderr.close()
+    kill_batch_when(command, lambda: log_path.exists() and log_path.read_text().count("\n"),
+                    180, "no case finished")
 
     before = read_outcomes(log_path)
     assert 1 <= len(before) < 4
@@ -130,6 +137,45 @@ def test_a_killed_batch_resumes_without_redoing_finished_cases(local_ray, small_
     assert case_folders(out) == [f"c{i}" for i in range(4)]
     assert all(set(os.listdir(out / f"c{i}")) == OUTPUT_FILES for i in range(4))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def _cpus_back(seconds: float) -> None:
+    """Wait until every CPU of the Ray instance is free again (the tasks of a killed driver
+    are killed by Ray, and hold their CPU until then)."""
+    deadline = time.monotonic() + seconds
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, "the killed batch's task did not end"
+        time.sleep(0.1)
+
+
+def test_a_batch_killed_while_writing_a_case_leaves_nothing_taken_for_done(
+        local_ray, small_case_dir, tmp_path, capsys):
+    folders = copy_cases(small_case_dir, tmp_path, 2)
+    manifest = write_manifest(tmp_path / "cases.csv", [(f"c{i}", folder, "")
+                                                       for i, folder in enumerate(folders)])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sdfcar", "batch", str(manifest), "--out", str(out),
+               "--address", local_ray, "--preset", "voxel", "--iterations", "20",
+               "--device", "cpu", "--progress", "none"]
+    # SIGKILL once the first case's output is being staged: mid-case, mid-write.
+    kill_batch_when(command, lambda: out.is_dir() and any(
+        ".c0.partial-" in p.name for p in out.iterdir()), 120, "the first case was not written",
+        poll_s=0.005)
+    _cpus_back(60)
+
+    before = read_outcomes(out / "batch.jsonl")
+    assert "c0" not in before  # killed before its record: not done, whatever is on disk
+    assert all(set(os.listdir(out / name)) == OUTPUT_FILES for name in case_folders(out)
+               if name[0] != ".")  # a case folder is complete or absent
+    assert main(["batch", str(manifest), "--out", str(out), "--resume", "--preset", "voxel",
+                 "--iterations", "20", "--device", "cpu", "--progress", "none"]) == 0
+    done = f", {len(before)} already done" if before else ""  # c1 ran beside c0
+    assert f"2 ok, 0 failed{done};" in capsys.readouterr().out
+    assert {r["case"]: r["status"] for r in read_outcomes(out / "batch.jsonl").values()} == {
+        "c0": "ok", "c1": "ok"}
+    assert case_folders(out) == ["c0", "c1"]
+    assert all(set(os.listdir(out / f"c{i}")) == OUTPUT_FILES for i in range(2))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # staging removed
 
 
 def test_a_crashed_worker_is_retried_then_recorded(local_ray, tmp_path):

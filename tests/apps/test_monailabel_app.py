@@ -88,6 +88,15 @@ def _mismatched_geometry() -> dict:
     return data
 
 
+def _huge_geometry(kind: str) -> dict:
+    data = SMALL_GEOMETRY.to_dict()
+    if kind == "volume":
+        data["volume"]["shape"] = [4000, 4000, 4000]
+    else:
+        data["views"][0]["detector_shape"] = [100000, 100000] if kind == "detector" else [-96, 96]
+    return data
+
+
 BAD_REQUESTS = [
     ({"image": "nope_view1"}, 404, "image: unknown image id 'nope_view1'"),
     ({"image": "lao", "view2": "nope"}, 404, "view2: unknown image id 'nope'"),
@@ -103,9 +112,39 @@ BAD_REQUESTS = [
     ({"image": "arc_view1", "geometry": _mismatched_geometry()}, 400,
      "view1: image is 96x96 but the geometry says 64x64"),
     ({"image": "arc_view1", "preset": "fastest"}, 400, "unknown preset 'fastest'"),
-    ({"image": "arc_view1", "iterations": 0}, 400, "iterations: expected a positive value"),
+    ({"image": "arc_view1", "iterations": 0}, 400, "iterations: expected an integer from 1"),
     ({"image": "arc_view1", "overrides": "lr=1"}, 400, "overrides: expected a list"),
     ({"image": "arc_view1", "overrides": ["nope=1"]}, 400, "nope: unknown setting"),
+    # hostile ids: NUL and control characters, absolute paths, wrong types
+    ({"image": "arc_view1\0.png"}, 400, "is not an image id"),
+    ({"image": "arc\nview1"}, 400, "is not an image id"),
+    ({"image": "arc_view1", "view2": "/etc/passwd"}, 400, "view2: '/etc/passwd' is not"),
+    ({"image": ["arc_view1"]}, 400, "image: expected an image id (a file name), got list"),
+    ({"image": "arc_view1", "view2": 7}, 400, "view2: expected an image id"),
+    # oversized, negative or mistyped parameters
+    ({"image": "arc_view1", "iterations": 10**9}, 400,
+     "iterations: expected an integer from 1 to 20000 in a request, got 1000000000"),
+    ({"image": "arc_view1", "iterations": "300"}, 400, "iterations: expected an integer, got"),
+    ({"image": "arc_view1", "iterations": 2.5}, 400, "iterations: expected an integer"),
+    ({"image": "arc_view1", "iterations": True}, 400, "iterations: expected an integer"),
+    ({"image": "arc_view1", "seed": -1}, 400, "seed: expected an integer from 0 to"),
+    ({"image": "arc_view1", "seed": 2**70}, 400, "seed: expected an integer from 0 to"),
+    ({"image": "arc_view1", "device": 3}, 400, "device: expected a name, got 3"),
+    ({"image": "arc_view1", "preset": None}, 400, "preset: expected a name"),
+    ({"image": "arc_view1", "overrides": ["seed=-5"]}, 400, "seed: expected an integer"),
+    ({"image": "arc_view1", "overrides": ["voxel.iterations=1000000000"]}, 400,
+     "voxel.iterations: at most 20000 in a request"),
+    ({"image": "arc_view1", "overrides": ["field.network.log2_hashmap_size=40"]}, 400,
+     "field.network.log2_hashmap_size: at most 24 in a request, got 40"),
+    ({"image": "arc_view1", "overrides": ["field.network.hidden_width=-4"]}, 400,
+     "field.network.hidden_width: expected a positive value"),
+    ({"image": "arc_view1", "overrides": ["a=1"] * 65}, 400, "overrides: at most 64 entries"),
+    ({"image": "arc_view1", "geometry": _huge_geometry("volume")}, 400,
+     "geometry: volume.shape [4000, 4000, 4000] needs about"),
+    ({"image": "arc_view1", "geometry": _huge_geometry("detector")}, 400,
+     "geometry: views[0].detector_shape [100000, 100000] needs about"),
+    ({"image": "arc_view1", "geometry": _huge_geometry("negative")}, 400,
+     "geometry: views[0].detector_shape[0]: expected an integer >= 1, got -96"),
 ]
 
 
@@ -120,6 +159,19 @@ def test_bad_requests_are_refused_before_anything_is_written(studies, tmp_path, 
     assert caught.value.status == status
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert _files(studies) == before and not any(out.iterdir())
+
+
+def test_links_out_of_the_studies_folder_are_refused(studies, small_case_dir):
+    (studies / "out_view1.nii.gz").symlink_to(small_case_dir / "view1.nii.gz")
+    for index in (1, 2):  # links inside the studies folder are fine ...
+        (studies / f"in_view{index}.nii.gz").symlink_to(studies / f"arc_view{index}.nii.gz")
+    (studies / "in_geometry.json").symlink_to(small_case_dir / "geometry.json")  # ... not out
+    with pytest.raises(RequestError, match="image: out_view1.nii.gz resolves outside"):
+        resolve_request({"image": "out_view1"}, studies)
+    with pytest.raises(RequestError, match="geometry: in_geometry.json resolves outside"):
+        resolve_request({"image": "in_view1"}, studies)
+    assert resolve_request({"image": "in_view1", "geometry": SMALL_GEOMETRY.to_dict()},
+                           studies).view_ids == ("in_view1", "in_view2")
 
 
 def test_failure_during_the_run_is_a_request_error(studies, tmp_path):

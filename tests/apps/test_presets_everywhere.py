@@ -1,6 +1,7 @@
-"""Every preset through the command line, the MONAI bundle and the MONAI Label request
-handler on the small case: each writes the same run-record keys, and the bundle's folder
-equals the command line's."""
+"""Every preset through the command line, the MONAI bundle, the MONAI Label request handler
+and ``sdfcar batch`` (a one-row manifest, on one local Ray instance for the file) on the small
+case: each writes the same run-record keys and the same label, and the bundle's folder equals
+the command line's."""
 
 import json
 import shutil
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 
+from sdfcar.apps.batch import ray_session
 from sdfcar.apps.cli import main
 from sdfcar.apps.monailabel.infer import run_request
 from sdfcar.config import PRESETS
@@ -29,6 +31,18 @@ COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhoue
                "statistics", "sdfcar_version", "torch_version"}
 
 
+#: The sections ``sdfcar batch`` adds to a case's run record.
+BATCH_KEYS = {"batch", "metrics"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for every batch below (``sdfcar batch`` uses the open one)."""
+    pytest.importorskip("ray")
+    with ray_session(num_cpus=1):
+        yield
+
+
 def test_the_table_covers_every_preset():
     assert set(SMALL) == set(PRESETS)
 
@@ -36,7 +50,7 @@ def test_the_table_covers_every_preset():
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(SMALL))
 def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_case_dir,
-                                                                  tmp_path):
+                                                                  tmp_path, local_ray):
     sets = [arg for item in SMALL[preset] for arg in ("--set", item)]
     cli_out = tmp_path / "cli"
     assert main(["reconstruct", str(small_case_dir), "--out", str(cli_out), "--preset", preset,
@@ -69,4 +83,14 @@ def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_
     assert summary["run"]["preset"] == preset
     assert set(summary["run"]) == COMMON_KEYS - {"config", "inputs", "reprojection", "seconds"}
     np.testing.assert_array_equal(read_volume(label_path)[0],
+                                  read_volume(cli_out / "label.nii.gz")[0])
+
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case,case_dir\narc,{small_case_dir}\n")
+    batch_out = tmp_path / "batch"
+    assert main(["batch", str(manifest), "--out", str(batch_out), "--preset", preset,
+                 "--device", "cpu", "--progress", "none", *sets]) == 0
+    batch_run = json.loads((batch_out / "arc" / "run.json").read_text())
+    assert set(batch_run) - BATCH_KEYS == set(cli_run) and batch_run["preset"] == preset
+    np.testing.assert_array_equal(read_volume(batch_out / "arc" / "label.nii.gz")[0],
                                   read_volume(cli_out / "label.nii.gz")[0])

@@ -18,13 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pydicom
+
 from sdfcar.io.case import load_case
-from sdfcar.apps.cli import build_parser
+from sdfcar.apps.cli import build_parser, main
 from sdfcar.config import PRESETS as ENGINE_PRESETS
 from sdfcar.device import DEVICE_CHOICES
 from sdfcar.errors import InputError
 from sdfcar.geometry import ViewGeometry
 from sdfcar.io.images import read_volume
+from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_xa
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "SlicerSDFCAR"
@@ -37,9 +40,9 @@ sys.path.insert(0, str(MODULE_DIR))
 from SlicerSDFCARLib.case_folder import make_run_folder, write_case_folder  # noqa: E402
 from SlicerSDFCARLib.command import (  # noqa: E402
     DEVICES, PRESETS, parse_overrides, reconstruct_command, xa_reconstruct_command)
-from SlicerSDFCARLib.dicom import geometry_from_tags  # noqa: E402
-from SlicerSDFCARLib.geometry import (  # noqa: E402
-    ViewSettings, angle_between_views, beam_direction, volume_contract)
+from SlicerSDFCARLib.dicom import (  # noqa: E402
+    FIELDS, geometry_command, parse_geometry, read_geometry)
+from SlicerSDFCARLib.geometry import ViewSettings, volume_contract  # noqa: E402
 from SlicerSDFCARLib.process import BackgroundProcess  # noqa: E402
 from SlicerSDFCARLib.process_output import OutputMonitor, parse_progress  # noqa: E402
 
@@ -72,24 +75,6 @@ def drain(process, monitor, timeout_s=120.0):
 
 
 # ----------------------------------------------------------------------------- geometry
-
-
-@pytest.mark.parametrize("angles, expected", [
-    ((0, 0), (0, -1, 0)), ((90, 0), (1, 0, 0)), ((-90, 0), (-1, 0, 0)), ((0, 90), (0, 0, 1))])
-def test_beam_direction_follows_the_contract(angles, expected):
-    np.testing.assert_allclose(beam_direction(*angles), expected, atol=1e-12)
-
-
-def test_beam_angle_matches_the_engine_geometry():
-    rng = np.random.default_rng(0)
-    for primary_a, secondary_a, primary_b, secondary_b in rng.uniform(-180, 180, (20, 4)):
-        a = ViewGeometry(primary_a, secondary_a, 1000, 750, (8, 8), (1, 1))
-        b = ViewGeometry(primary_b, secondary_b, 1000, 750, (8, 8), (1, 1))
-        np.testing.assert_allclose(beam_direction(primary_a, secondary_a), a.beam_direction,
-                                   atol=1e-12)
-        assert math.isclose(angle_between_views(settings(primary_a, secondary_a),
-                                                settings(primary_b, secondary_b)),
-                            a.angle_between(b), abs_tol=1e-9)
 
 
 def test_contract_dicts_are_accepted_by_the_engine():
@@ -146,35 +131,77 @@ def test_invalid_views_are_errors_that_name_the_view():
 # ----------------------------------------------------------------------------- DICOM
 
 
-def tag_reader(tags):
-    return lambda tag: tags.get(tag)
+XA_VIEW = ViewGeometry(29.7, -12.5, 993, 757.06, (64, 64), (0.278, 0.2781))
 
 
-def test_geometry_from_complete_xa_tags():
-    found = geometry_from_tags(tag_reader({
-        "0018,1510": "29.7", "0018,1511": "-0.1 ", "0018,1110": "993", "0018,1111": "757.06",
-        "0018,1164": "0.278\\0.2781", "0028,0030": "0.2\\0.2"}))
+@pytest.fixture(scope="module")
+def xa_file(tmp_path_factory):
+    """A synthetic 3-frame XA run at ``XA_VIEW`` (primary angle stepping 2 degrees per frame)."""
+    run = simulate_run(np.zeros(XA_VIEW.detector_shape), XA_VIEW, CineOptions(frames=3), seed=0)
+    path = write_xa(tmp_path_factory.mktemp("xa") / "run.dcm", run)
+    dataset = pydicom.dcmread(path)
+    dataset.PositionerPrimaryAngleIncrement = 2.0
+    return save_dataset(dataset, path)
+
+
+def engine_answer(capsys, *arguments):
+    """Exit status, stdout and stderr of ``sdfcar xa-geometry ...`` (the module's command)."""
+    code = main(geometry_command("python", *arguments)[3:])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_geometry_command_is_the_engines_with_frames_from_one(tmp_path):
+    command = geometry_command("python3", tmp_path / "a.dcm", 4)
+    assert command[:4] == ["python3", "-m", "sdfcar", "xa-geometry"]
+    args = build_parser().parse_args(command[3:])
+    assert (args.image, args.frame) == (tmp_path / "a.dcm", 5)
+    with pytest.raises(ValueError, match="frame"):
+        geometry_command("python3", "a.dcm", -1)
+
+
+def test_geometry_of_an_xa_file_is_what_the_engine_reads(xa_file, capsys):
+    from sdfcar.xa import read_xa
+
+    found = parse_geometry(*engine_answer(capsys, xa_file, 2))  # the module's frame 2
     assert found.complete and found.notes == []
-    assert found.values == {"primary_angle_deg": 29.7, "secondary_angle_deg": -0.1,
-                            "source_to_detector_mm": 993.0, "source_to_isocenter_mm": 757.06,
+    engine = read_xa(xa_file).view(3)  # = the command line's frame 3
+    assert found.values == {**{name: getattr(engine, name) for name in FIELDS[:-1]},
                             "detector_spacing_mm": (0.278, 0.2781)}
+    assert found.values["primary_angle_deg"] == pytest.approx(29.7 + 2 * 2.0)
 
 
-def test_geometry_from_partial_or_bad_tags_keeps_what_is_usable():
-    found = geometry_from_tags(tag_reader({
-        "0018,1510": "LAO", "0018,1511": "12\\13", "0018,1110": "1000",
-        "0028,0030": "0.3\\0.31"}))
-    assert not found.complete
-    assert found.values == {"source_to_detector_mm": 1000.0, "detector_spacing_mm": (0.3, 0.31)}
-    assert "PositionerPrimaryAngle (0018,1510): not a number: 'LAO'" in found.notes
-    assert "PositionerSecondaryAngle (0018,1511): expected one value, got 2" in found.notes
-    assert "DistanceSourceToPatient (0018,1111) missing" in found.notes
-    assert any(note.startswith("ImagerPixelSpacing (0018,1164) missing: PixelSpacing")
-               for note in found.notes)
-    assert geometry_from_tags(tag_reader({})).values == {}
-    infinite = geometry_from_tags(tag_reader({"0018,1110": "inf", "0018,1164": "0.2\\nan"}))
-    assert infinite.values == {}
-    assert "DistanceSourceToDetector (0018,1110): not a number: 'inf'" in infinite.notes
+def test_geometry_notes_give_the_engines_warning_or_reason(xa_file, capsys, tmp_path):
+    dataset = pydicom.dcmread(xa_file)
+    dataset.PixelSpacing = dataset.ImagerPixelSpacing
+    del dataset.ImagerPixelSpacing
+    fallback = parse_geometry(*engine_answer(capsys, save_dataset(dataset, tmp_path / "p.dcm")))
+    assert fallback.complete
+    assert any("ImagerPixelSpacing (0018,1164) missing; using PixelSpacing" in note
+               for note in fallback.notes)
+    del dataset.DistanceSourceToPatient
+    missing = parse_geometry(*engine_answer(capsys, save_dataset(dataset, tmp_path / "m.dcm")))
+    assert missing.values == {} and not missing.complete
+    [note] = missing.notes
+    assert note.endswith("DistanceSourceToPatient (0018,1111): missing tag (give "
+                         "source_to_isocenter_mm as a geometry override)")
+    beyond = parse_geometry(*engine_answer(capsys, xa_file, 3))
+    assert beyond.notes == [f"{xa_file}: frame: expected 1 to 3, got 4"]
+    assert parse_geometry(1, "", "Traceback ...\nModuleNotFoundError: No module named "
+                                 "'sdfcar'\n").notes == ["ModuleNotFoundError: No module "
+                                                          "named 'sdfcar'"]
+    assert parse_geometry(0, "{}", "").notes[0].startswith("unexpected answer")
+
+
+def test_read_geometry_runs_the_configured_python(xa_file, tmp_path):
+    missing = read_geometry(str(tmp_path / "no-python"), xa_file)
+    assert missing.values == {} and missing.notes[0].startswith("sdfcar xa-geometry did not run")
+
+
+@pytest.mark.slow
+def test_read_geometry_through_a_real_engine_process(xa_file):
+    found = read_geometry(sys.executable, xa_file, 1)
+    assert found.complete and found.values["primary_angle_deg"] == pytest.approx(31.7)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -163,6 +163,26 @@ def test_nan_and_bad_json_are_rejected_with_the_file_name(tmp_path):
         CaseGeometry.load(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize("top", [[1, 2], "views", 3, None])
+def test_a_top_level_that_is_not_an_object_names_the_file_once(tmp_path, top):
+    path = tmp_path / "geometry.json"
+    path.write_text(json.dumps(top))
+    with pytest.raises(InputError) as error:
+        CaseGeometry.load(path)
+    assert str(error.value) == f"{path}: expected an object, got {type(top).__name__}"
+    with pytest.raises(InputError, match=r"^expected an object, got list$"):
+        CaseGeometry.from_dict([], "")
+
+
+@pytest.mark.parametrize("path,value,message", INVALID, ids=[m for _, _, m in INVALID])
+def test_no_message_has_an_empty_field(path, value, message):
+    with pytest.raises(InputError) as error:
+        CaseGeometry.from_dict(_set(_valid(), path, value), "geometry.json")
+    text = str(error.value)
+    assert text.startswith("geometry.json: ") and ": :" not in text
+    assert text.split(": ")[1].strip()  # "file: field: ..." or "file: expected ..."
+
+
 def test_from_dicom_tags_by_keyword_and_by_tag_number():
     tags = {"PositionerPrimaryAngle": "29.7", "PositionerSecondaryAngle": 0.1,
             "DistanceSourceToDetector": 993, "DistanceSourceToPatient": 757.06,

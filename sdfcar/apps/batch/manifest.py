@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.pipeline.inputs import Inputs, from_case_dir, from_xa_pair
 
 KEYS = ("case", "case_dir", "view1", "view2", "gt")
@@ -59,13 +59,13 @@ def read_manifest(manifest: str | Path | Iterable[Mapping[str, Any]]) -> list[Ba
     shown = str(manifest)
     path = Path(manifest).expanduser().absolute()
     if not path.is_file():
-        raise fail(shown, "manifest not found")
+        raise bad_input(shown, "manifest not found")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _validated(_csv_rows(path, shown), shown, path.parent)
     if suffix == ".json":
         return _validated(_numbered(_json_rows(path, shown)), shown, path.parent)
-    raise fail(shown, "expected a .csv or .json manifest")
+    raise bad_input(shown, "expected a .csv or .json manifest")
 
 
 def _numbered(rows: Iterable[Any]) -> list[tuple[str, Any]]:
@@ -83,37 +83,37 @@ def _csv_rows(path: Path, shown: str) -> list[tuple[str, Any]]:
             rows = [(f"line {reader.line_num}", row) for row in reader
                     if None in row or any((value or "").strip() for value in row.values())]
     except (csv.Error, UnicodeDecodeError) as error:
-        raise fail(shown, f"not a readable CSV file ({error})") from None
+        raise bad_input(shown, f"not a readable CSV file ({error})") from None
     return rows
 
 
 def _check_columns(columns: list[str], where: str) -> None:
     if not columns:
-        raise fail(where, "empty file (expected a header row: case,case_dir[,gt])")
+        raise bad_input(where, "empty file (expected a header row: case,case_dir[,gt])")
     unknown = [name for name in columns if name not in KEYS]
     if unknown:
-        raise fail(where, f"unknown column {unknown[0]!r} (known: {', '.join(KEYS)})")
+        raise bad_input(where, f"unknown column {unknown[0]!r} (known: {', '.join(KEYS)})")
     if len(set(columns)) != len(columns):
-        raise fail(where, "a column name repeats in the header")
+        raise bad_input(where, "a column name repeats in the header")
     if "case" not in columns:
-        raise fail(where, "missing column 'case'")
+        raise bad_input(where, "missing column 'case'")
     if "case_dir" not in columns and not {"view1", "view2"} <= set(columns):
-        raise fail(where, "missing column 'case_dir' (or the pair 'view1', 'view2')")
+        raise bad_input(where, "missing column 'case_dir' (or the pair 'view1', 'view2')")
 
 
 def _json_rows(path: Path, shown: str) -> list[Any]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise fail(shown, f"not valid JSON ({error})") from None
+        raise bad_input(shown, f"not valid JSON ({error})") from None
     if not isinstance(rows, list):
-        raise fail(shown, f"expected a list of objects, got {type(rows).__name__}")
+        raise bad_input(shown, f"expected a list of objects, got {type(rows).__name__}")
     return rows
 
 
 def _validated(rows: list[tuple[str, Any]], source: str, base: Path) -> list[BatchCase]:
     if not rows:
-        raise fail(source, "no cases")
+        raise bad_input(source, "no cases")
     cases: list[BatchCase] = []
     seen: dict[str, str] = {}
     for label, row in rows:
@@ -121,8 +121,8 @@ def _validated(rows: list[tuple[str, Any]], source: str, base: Path) -> list[Bat
         entry = _entry(row, where, base)
         key = entry.name.lower()
         if key in seen:
-            raise fail(f"{where}, case", f"{entry.name!r} repeats the name of {seen[key]} "
-                                         "(case names must be unique, ignoring case)")
+            raise bad_input(f"{where}, case", f"{entry.name!r} repeats the name of {seen[key]} "
+                                              "(case names must be unique, ignoring case)")
         seen[key] = label
         cases.append(entry)
     return cases
@@ -130,27 +130,27 @@ def _validated(rows: list[tuple[str, Any]], source: str, base: Path) -> list[Bat
 
 def _entry(row: Any, where: str, base: Path) -> BatchCase:
     if not isinstance(row, Mapping):
-        raise fail(where, f"expected an object with keys {', '.join(KEYS)}")
+        raise bad_input(where, f"expected an object with keys {', '.join(KEYS)}")
     if None in row:
-        raise fail(where, "more values than columns")
+        raise bad_input(where, "more values than columns")
     unknown = [key for key in row if key not in KEYS]
     if unknown:
-        raise fail(f"{where}, {unknown[0]}", f"unknown key (known: {', '.join(KEYS)})")
+        raise bad_input(f"{where}, {unknown[0]}", f"unknown key (known: {', '.join(KEYS)})")
     values = {key: _text(row.get(key), f"{where}, {key}") for key in KEYS}
     name = values["case"]
     if not name:
-        raise fail(f"{where}, case", "missing case name")
+        raise bad_input(f"{where}, case", "missing case name")
     if not _NAME.fullmatch(name) or name.lower() == LOG_NAME:
-        raise fail(f"{where}, case", f"{name!r} is not a valid case name (1-128 letters, "
-                                     "digits, '.', '_' or '-', starting with a letter or "
-                                     f"digit, not {LOG_NAME!r})")
+        raise bad_input(f"{where}, case", f"{name!r} is not a valid case name (1-128 letters, "
+                                          "digits, '.', '_' or '-', starting with a letter or "
+                                          f"digit, not {LOG_NAME!r})")
     pair = (values["view1"], values["view2"])
     if values["case_dir"] and any(pair):
-        raise fail(where, "give either case_dir or view1/view2, not both")
+        raise bad_input(where, "give either case_dir or view1/view2, not both")
     if not values["case_dir"] and not all(pair):
         missing = "case_dir" if not any(pair) else ("view2" if pair[0] else "view1")
-        raise fail(f"{where}, {missing}", "missing (each case needs case_dir, or view1 "
-                                          "and view2)")
+        raise bad_input(f"{where}, {missing}", "missing (each case needs case_dir, or view1 "
+                                               "and view2)")
     if values["case_dir"]:
         case_dir, views = _existing(values["case_dir"], base, f"{where}, case_dir", True), None
     else:
@@ -165,7 +165,7 @@ def _text(value: Any, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise fail(where, f"expected text, got {value!r}")
+        raise bad_input(where, f"expected text, got {value!r}")
     return value.strip()
 
 
@@ -173,8 +173,8 @@ def _existing(text: str, base: Path, where: str, folder: bool) -> Path:
     path = Path(text).expanduser()
     path = path if path.is_absolute() else (base / path).absolute()
     if folder and not path.is_dir():
-        raise fail(where, f"{path}: folder not found")
+        raise bad_input(where, f"{path}: folder not found")
     if not folder and not path.is_file():
-        raise fail(where, f"{path}: file not found")
+        raise bad_input(where, f"{path}: file not found")
     return path
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.io.outputs import strict_json
 
 log = logging.getLogger("sdfcar")
@@ -31,8 +31,8 @@ class OutcomeLog:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            raise fail(str(self.path), "another sdfcar batch is writing into this "
-                                       "folder") from None
+            raise bad_input(str(self.path), "another sdfcar batch is writing into this "
+                                            "folder") from None
         if fresh:
             self._file.truncate(0)
         elif self._file.tell() > 0:

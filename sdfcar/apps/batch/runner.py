@@ -29,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from sdfcar.apps.batch.manifest import LOG_NAME, BatchCase, batch_inputs, read_manifest
 from sdfcar.config import ConfigRequest, ReconstructionConfig
 from sdfcar.device import resolve_device
-from sdfcar.errors import InputError, fail
+from sdfcar.errors import InputError, bad_input
 from sdfcar.io.guard import check_not_input, written_by_sdfcar
 from sdfcar.io.images import read_volume
 from sdfcar.io.outputs import write_outputs
@@ -73,12 +73,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         if num_cpus is not None:
-            raise fail("--num-cpus", "sizes the local Ray instance; not with --address")
+            raise bad_input("--num-cpus", "sizes the local Ray instance; not with --address")
         try:
             ray.init(address=address, **quiet)
         except ConnectionError as error:
-            raise fail("--address", f"{address}: cannot attach to a Ray cluster "
-                                    f"({_one_line(error)})") from None
+            raise bad_input("--address", f"{address}: cannot attach to a Ray cluster "
+                                         f"({_one_line(error)})") from None
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     try:
@@ -228,20 +228,20 @@ def _one_line(error: BaseException) -> str:
 def _check_options(device: str, cpus: float, gpus: float, retries: int,
                    num_cpus: int | None, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
-        raise fail("--resume", "cannot be combined with --overwrite")
+        raise bad_input("--resume", "cannot be combined with --overwrite")
     for option, value, least in (("--cpus-per-case", cpus, 1e-4), ("--gpus-per-case", gpus, 0)):
         if not value >= least:
-            raise fail(option, f"expected a positive number, got {value}")
+            raise bad_input(option, f"expected a positive number, got {value}")
         if value > 1 and not float(value).is_integer():
-            raise fail(option, f"above 1 it must be a whole number, got {value}")
+            raise bad_input(option, f"above 1 it must be a whole number, got {value}")
     if retries < 0:
-        raise fail("--retries", f"expected 0 or more, got {retries}")
+        raise bad_input("--retries", f"expected 0 or more, got {retries}")
     if num_cpus is not None and num_cpus < 1:
-        raise fail("--num-cpus", f"expected 1 or more, got {num_cpus}")
+        raise bad_input("--num-cpus", f"expected 1 or more, got {num_cpus}")
     if device == "cuda" or device.startswith("cuda:"):
         if gpus == 0:
-            raise fail("--gpus-per-case", f"--device {device} needs a GPU share per case "
-                                          "(e.g. --gpus-per-case 1 or 0.25)")
+            raise bad_input("--gpus-per-case", f"--device {device} needs a GPU share per case "
+                                               "(e.g. --gpus-per-case 1 or 0.25)")
     else:
         resolve_device(device)  # checks the name; CUDA is checked where cases run
 
@@ -254,7 +254,7 @@ def _check_resources(cpus: float, gpus: float, local: bool) -> None:
         if need > have:
             message = f"{need:g} {name}(s) per case but the Ray cluster has {have:g}"
             if local:
-                raise fail(f"--{name.lower()}s-per-case", message)
+                raise bad_input(f"--{name.lower()}s-per-case", message)
             log.warning("%s; cases wait until it has them", message)
 
 
@@ -273,12 +273,12 @@ def _previous_outcomes(entries: list[BatchCase], out_dir: Path, resume: bool,
                        overwrite: bool) -> dict[str, dict[str, Any]]:
     """The outcomes already in ``out_dir`` that ``resume`` may keep (none otherwise)."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise fail(str(out_dir), "exists and is not a folder")
+        raise bad_input(str(out_dir), "exists and is not a folder")
     log_path = out_dir / LOG_NAME
     held = log_path.exists() or any((out_dir / e.name).exists() for e in entries)
     if held and not (resume or overwrite):
-        raise fail(str(out_dir), "already holds batch results (use --resume to finish the "
-                                 "batch, or --overwrite to redo every case)")
+        raise bad_input(str(out_dir), "already holds batch results (use --resume to finish the "
+                                      "batch, or --overwrite to redo every case)")
     return read_outcomes(log_path) if resume else {}
 
 

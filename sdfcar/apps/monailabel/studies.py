@@ -13,7 +13,10 @@ geometry.json object). Reconstruction settings: ``preset``, ``iterations``, ``se
 ``device`` and ``overrides`` (a list of ``"key=value"`` like ``sdfcar reconstruct --set``).
 
 Every problem with a request raises :class:`RequestError` (status 404 for an unknown image
-id, 400 otherwise) before anything is computed or written.
+id, 400 otherwise) before anything is computed or written: ids that are not plain file
+names, files that resolve outside the studies folder, parameters of the wrong type or
+beyond the bounds of :mod:`sdfcar.apps.monailabel.bounds`, and geometries whose arrays
+would not fit in memory.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from sdfcar.apps.monailabel import bounds
 from sdfcar.config import ReconstructionConfig, build_config
 from sdfcar.device import resolve_device
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.images import VIEW_SUFFIXES, read_view
+from sdfcar.io.limits import check_memory
 from sdfcar.pipeline.problem import validate_views
 
 #: Request key under which an app keeps the image id as the client sent it (MONAI Label
@@ -76,6 +81,8 @@ def resolve_request(request: Mapping[str, Any], studies_dir: str | Path) -> TwoV
     geometry, source = _geometry(request.get("geometry"), studies, case)
     config = _config(request)
     try:
+        check_memory(geometry, "geometry",
+                     dense=config.method != "tubes" and config.hull.mode == "off")
         views = validate_views([read_view(path) for path in paths], geometry)
         resolve_device(config.device)
     except RequestError:
@@ -86,11 +93,15 @@ def resolve_request(request: Mapping[str, Any], studies_dir: str | Path) -> TwoV
 
 
 def check_image_id(value: Any, field: str) -> str:
-    """An image id must be a plain file name without extension (no folders, no ``..``)."""
-    if not isinstance(value, str) or not value:
+    """An image id must be a plain file name without extension (no folders, no ``..``, no
+    control characters)."""
+    if value is None or value == "":
         raise RequestError(f"{field}: missing image id")
-    if ("/" in value or "\\" in value or "\0" in value or value.startswith(".")
-            or len(value) > 255):
+    if not isinstance(value, str):
+        raise RequestError(f"{field}: expected an image id (a file name), got "
+                           f"{type(value).__name__}")
+    if ("/" in value or "\\" in value or value.startswith(".") or len(value) > 255
+            or any(ord(character) < 32 for character in value)):
         raise RequestError(f"{field}: {value!r} is not an image id (expected a file name "
                            "in the studies folder, without extension or folders)")
     return value
@@ -106,7 +117,15 @@ def find_image(studies: Path, image_id: str, field: str) -> Path:
     if len(found) > 1:
         raise RequestError(f"{field}: image id {image_id!r} is ambiguous "
                            f"({', '.join(p.name for p in found)})")
-    return found[0]
+    return inside(studies, found[0], field)
+
+
+def inside(studies: Path, path: Path, field: str) -> Path:
+    """``path`` itself, when it resolves (symbolic links followed) inside ``studies``."""
+    if not path.resolve().is_relative_to(studies.resolve()):
+        raise RequestError(f"{field}: {path.name} resolves outside the studies folder "
+                           "(a symbolic link?); refusing to read it")
+    return path
 
 
 def _second_view(value: Any, view1: str, case: str) -> str:
@@ -133,7 +152,7 @@ def _geometry(value: Any, studies: Path, case: str) -> tuple[CaseGeometry, str]:
         if not path.is_file():
             raise RequestError(f"geometry: none given (pass params.geometry or put "
                                f"{path.name} in the studies folder)")
-        return CaseGeometry.load(path), path.name
+        return CaseGeometry.load(inside(studies, path, "geometry")), path.name
     except RequestError:
         raise
     except InputError as error:
@@ -142,13 +161,15 @@ def _geometry(value: Any, studies: Path, case: str) -> tuple[CaseGeometry, str]:
 
 def _config(request: Mapping[str, Any]) -> ReconstructionConfig:
     settings = {key: request.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
-    overrides = settings.pop("overrides")
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise RequestError("overrides: expected a list of \"key=value\" strings")
-    preset = settings.pop("preset")
-    if not isinstance(preset, str):
-        raise RequestError(f"preset: expected a preset name, got {preset!r}")
     try:
-        return build_config(preset, overrides, **settings)
+        config = build_config(
+            bounds.text_param(settings["preset"], "preset"),
+            bounds.overrides_param(settings["overrides"]),
+            bounds.integer_param(settings["iterations"], "iterations", bounds.MAX_ITERATIONS,
+                                 minimum=1),
+            seed=bounds.integer_param(settings["seed"], "seed", bounds.MAX_SEED),
+            device=bounds.text_param(settings["device"], "device"))
+        bounds.check_config(config)
     except InputError as error:
         raise RequestError(str(error)) from None
+    return config

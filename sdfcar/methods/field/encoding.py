@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.optional import tcnn_available
 
 # Large primes of the spatial hash (Teschner et al. 2003, as used by instant-NGP).
@@ -135,10 +135,10 @@ def hash_grid(levels: int, features_per_level: int, log2_hashmap_size: int,
     """The encoding for ``device``: see the module docstring for how ``implementation``
     (one of :data:`IMPLEMENTATIONS`) is resolved."""
     if implementation == "tcnn" and not tcnn_available():
-        raise fail("field.network.implementation", "tcnn needs tinycudann, which does not "
-                                                   "import here (use auto or torch)")
+        raise bad_input("field.network.implementation", "tcnn needs tinycudann, which does not "
+                                                        "import here (use auto or torch)")
     if implementation == "tcnn" and device.type != "cuda":
-        raise fail("field.network.implementation", f"tcnn runs on CUDA only, not {device}")
+        raise bad_input("field.network.implementation", f"tcnn runs on CUDA only, not {device}")
     use_tcnn = implementation == "tcnn" or (implementation == "auto" and device.type == "cuda"
                                             and tcnn_available())
     kind = TcnnHashGridEncoding if use_tcnn else HashGridEncoding

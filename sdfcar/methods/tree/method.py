@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry import VolumeGrid
 from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
 from sdfcar.methods.base import Problem, Reconstruction
@@ -74,14 +74,14 @@ class TreeMethod:
         clock = time.perf_counter()
         traced = trace_tree(problem.measured, problem.geometry, settings.tracing, progress)
         if not traced.vessels:
-            raise fail("views", "no vessel found: no tube fits both views (check the geometry "
+            raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")
         seconds["tracing"], clock = _lap(clock)
         vessels, history = self._refined(problem, settings, traced.vessels, progress)
         seconds["refining"], clock = _lap(clock)
         occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
-            raise fail("views", "the traced vessels are thinner than the grid's voxels")
+            raise bad_input("views", "the traced vessels are thinner than the grid's voxels")
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
                       "trees_tried": traced.trees_tried, "rounds": history,

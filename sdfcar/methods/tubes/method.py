@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from sdfcar.errors import fail
+from sdfcar.errors import bad_input
 from sdfcar.geometry.tubes import rasterize_segments
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
@@ -35,11 +35,11 @@ class TubeMethod:
         started = time.perf_counter()
         traced = trace_tree(problem.measured, problem.geometry, settings, progress)
         if not traced.vessels:
-            raise fail("views", "no vessel found: no tube fits both views (check the geometry "
-                                "and that the views hold line integrals in mm)")
+            raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
+                                     "and that the views hold line integrals in mm)")
         occupancy = rasterize_segments(traced.vessels, problem.grid, supersample=SUPERSAMPLE)
         if not (occupancy >= 0.5).any():
-            raise fail("views", "the traced vessels are thinner than the grid's voxels")
+            raise bad_input("views", "the traced vessels are thinner than the grid's voxels")
         statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
                       "unexplained_integral": round(traced.unexplained, 3),
                       "centreline_points": int(sum(len(v.points) for v in traced.vessels)),
