@@ -105,8 +105,8 @@ def load(path: str | Path) -> Centerlines:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise bad_input(str(path), f"not a readable JSON centreline file ({error.__class__.__name__})"
-                   ) from None
+        reason = f"not a readable JSON centreline file ({error.__class__.__name__})"
+        raise bad_input(str(path), reason) from None
     return from_polylines(parse(data, str(path)))
 
 

@@ -11,8 +11,9 @@ The chord of a ray ``S + s e`` through a piece is the overlap of two intervals i
 
 The radius is interpolated linearly along the axis at the ray's closest approach. A
 vessel's free ends are half balls (:func:`cap_chords`), as in its signed distance
-(:func:`sdfcar.geometry.tubes.segments_sdf`). The renderer works on a fixed list of (pixel, piece) pairs, the pixels whose ray passes near
-the piece (:func:`piece_pairs`), rebuilt by the caller whenever the pieces have moved.
+(:func:`sdfcar.geometry.tubes.segments_sdf`). The renderer works on a fixed list of
+(pixel, piece) pairs, the pixels whose ray passes near the piece (:func:`piece_pairs`),
+rebuilt by the caller whenever the pieces have moved.
 """
 
 from __future__ import annotations

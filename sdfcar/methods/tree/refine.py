@@ -89,12 +89,13 @@ class ViewTarget:
         pixel_mm = min(view.detector_spacing_mm) * view.source_to_isocenter_mm \
             / view.source_to_detector_mm
         outside = ndimage.distance_transform_edt(~np.asarray(silhouette, bool)) * pixel_mm
-        as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
-        return cls(view, as_tensor(measured).reshape(-1),
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(values), dtype=dtype, device=device)
+
+        return cls(view, tensor(measured).reshape(-1),
                    torch.as_tensor(np.asarray(silhouette, bool).reshape(-1), device=device),
-                   as_tensor(outside)[None, None], as_tensor(view.projection_matrix),
-                   as_tensor(view.source),
-                   max(noise_sigma(np.asarray(measured)), MIN_NOISE_MM))
+                   tensor(outside)[None, None], tensor(view.projection_matrix),
+                   tensor(view.source), max(noise_sigma(np.asarray(measured)), MIN_NOISE_MM))
 
     @property
     def pixel_count(self) -> int:
@@ -135,9 +136,9 @@ def binned(view: ViewGeometry, measured: np.ndarray, silhouette: np.ndarray, fac
         view, detector_shape=(rows, cols), detector_spacing_mm=(dr * factor, dc * factor),
         detector_offset_mm=(view.detector_offset_mm[0] - shift[0],
                             view.detector_offset_mm[1] - shift[1]))
-    merge = lambda a, how: how(np.asarray(a)[crop].reshape(rows, factor, cols, factor),  # noqa: E731
-                               axis=(1, 3))
-    return coarse, merge(measured, np.mean), merge(silhouette, np.any)
+    blocks = [np.asarray(a)[crop].reshape(rows, factor, cols, factor)
+              for a in (measured, silhouette)]
+    return coarse, blocks[0].mean(axis=(1, 3)), blocks[1].any(axis=(1, 3))
 
 
 def view_targets(views: Sequence[ViewGeometry], measured: Sequence[np.ndarray],
