@@ -28,7 +28,7 @@ SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
 COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhouettes",
                "config", "inputs", "vessel_voxels", "components",
                "components_before_postprocess", "tree", "reprojection", "seconds",
-               "statistics", "sdfcar_version", "torch_version"}
+               "statistics", "output_grid", "sdfcar_version", "torch_version"}
 
 
 #: The sections ``sdfcar batch`` adds to a case's run record.

@@ -1,6 +1,6 @@
 """Reproducibility: the same input and seed give byte-identical labels whatever the thread
-counts (BLAS/OpenMP and torch) and the load on the machine, for the ``tubes``, ``voxel``
-and ``default`` presets (small runs)."""
+counts (BLAS/OpenMP and torch) and the load on the machine, for every preset (small
+runs)."""
 
 import os
 import subprocess
@@ -12,7 +12,7 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-#: Reconstructs the arc case (tests/conftest.py) with both presets and prints the sha256 of
+#: Reconstructs the arc case (tests/conftest.py) with every preset and prints the sha256 of
 #: each label; torch takes its thread count from OMP_NUM_THREADS.
 SCRIPT = """
 import hashlib, sys
@@ -23,7 +23,11 @@ from sdfcar.config import build_config
 from sdfcar.pipeline.run import reconstruct
 views = [np.load({views!r} + f"/view{{i}}.npy") for i in (1, 2)]
 for preset, overrides in (("tubes", ["tubes.trees=2"]), ("voxel", ["voxel.iterations=200"]),
-                          ("default", ["field.iterations=20", "voxel.iterations=30"])):
+                          ("default", ["field.iterations=20", "voxel.iterations=30"]),
+                          ("neca", ["field.iterations=5"]),
+                          ("sdfcar-paper", ["field.iterations=5"]),
+                          ("sdf-tree", ["tree.tracing.trees=1", "tree.refine.coarse_iterations=20",
+                                        "tree.refine.fine_iterations=10"])):
     result = reconstruct(views, SMALL_GEOMETRY, build_config(preset, overrides, device="cpu"))
     print(preset, hashlib.sha256(result.label.tobytes()).hexdigest(), int(result.label.sum()))
 """
@@ -51,6 +55,7 @@ def test_labels_do_not_depend_on_thread_counts_or_load(arc_case, tmp_path):
         for process in busy:
             process.kill()
             process.wait()
-    assert [line.split()[0] for line in single if line] == ["tubes", "voxel", "default"]
+    assert [line.split()[0] for line in single if line] == ["tubes", "voxel", "default", "neca",
+                                                            "sdfcar-paper", "sdf-tree"]
     assert all(int(line.split()[2]) > 0 for line in single if line)
     assert single == loaded

@@ -11,8 +11,9 @@ pixel count so its scale does not jump when ``U`` is rebuilt):
   pull that reaches farther than a tube's own image;
 * **priors**: curvature (second differences), even spacing along a vessel, smooth radii.
 
-Adam on the points and log radii, with the (pixel, piece) pairs rebuilt every
-``rebuild_every`` steps and early stopping once the loss stops improving.
+Adam on the points and log radii (step sizes decayed to 0 along a cosine), with the
+(pixel, piece) pairs rebuilt every ``rebuild_every`` steps and early stopping once the
+loss stops improving.
 """
 
 from __future__ import annotations
@@ -50,9 +51,12 @@ class RefineSettings:
     fine_iterations: int = 40
     binning: int = 2
     rebuild_every: int = 20
-    #: Adam's step sizes at the start of each stage, decayed to 5 % along a cosine.
+    #: Adam's step sizes at the start of each stage, decayed along a cosine. Radii move 50
+    #: times slower than points: the tracer's radii are good (median error 0.02 mm on lca0)
+    #: and free radii grow to cover misplaced or missing vessels (at 0.02: Dice 0.594,
+    #: radius error 0.14 mm; at 0.002: 0.650, 0.083 mm; lca0, 2 start tubes).
     learning_rate_mm: float = 0.1
-    learning_rate_log_radius: float = 0.02
+    learning_rate_log_radius: float = 0.002
     silhouette_weight: float = 1.0
     curvature_weight: float = 20.0
     spacing_weight: float = 10.0
@@ -221,10 +225,7 @@ def refine(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSett
     optimiser = torch.optim.Adam([
         {"params": [model.points], "lr": settings.learning_rate_mm},
         {"params": [model.log_radii], "lr": settings.learning_rate_log_radius}])
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1),
-                                                          eta_min=0.0)
-    for group in optimiser.param_groups:  # decay to 5 %, not 0
-        group["initial_lr"] = group["lr"]
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1))
     losses: list[float] = []
     best, since_best = float("inf"), 0
     for step in range(iterations):
