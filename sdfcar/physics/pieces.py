@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sdfcar.geometry import ViewGeometry
+from sdfcar.physics.tubes import ray_axis_distance
 
 #: ``sin^2`` of the ray-axis angle is kept above this: a piece seen end-on has a finite
 #: chord (the slab bounds it).
@@ -58,32 +59,25 @@ def piece_pairs(view: ViewGeometry, starts: np.ndarray, ends: np.ndarray,
     low = np.maximum(np.floor(ends_px.min(axis=1) - pad[:, None]), 0).astype(int)
     high = np.minimum(np.ceil(ends_px.max(axis=1) + pad[:, None]) + 1,
                       (rows_n, cols_n)).astype(int)
-    pixels, pieces = [], []
+    pixels, pieces, rays = [], [], []
     for k in np.flatnonzero(np.all(high > low, axis=1)):
         rows, cols = np.mgrid[low[k, 0]:high[k, 0], low[k, 1]:high[k, 1]]
         rows, cols = rows.ravel(), cols.ravel()
-        rays = view.ray_directions(rows, cols)
+        directions = view.ray_directions(rows, cols)
         axis = ends[k] - starts[k]
         length = max(float(np.linalg.norm(axis)), 1e-9)
-        axis = axis / length
-        offset = starts[k] - source
-        normal = np.cross(rays, axis)
-        sin = np.maximum(np.linalg.norm(normal, axis=1), 1e-9)
-        distance = np.abs(normal @ offset) / sin
-        cos = rays @ axis
-        along = (cos * (rays @ offset) - offset @ axis) / np.maximum(1.0 - cos * cos, 1e-12)
+        distance, along = ray_axis_distance(source, directions, starts[k], axis / length)
         keep = (distance <= reach_mm[k]) & (along >= -reach_mm[k]) \
             & (along <= length + reach_mm[k])
-        flat = rows[keep] * cols_n + cols[keep]
-        pixels.append(flat)
-        pieces.append(np.full(flat.shape, k))
-    flat = np.concatenate(pixels) if pixels else np.zeros(0, dtype=int)
-    index = np.concatenate(pieces) if pieces else np.zeros(0, dtype=int)
-    rays = view.ray_directions(flat // cols_n, flat % cols_n) if flat.size \
-        else np.zeros((0, 3))
-    return Pairs(torch.as_tensor(flat, dtype=torch.long, device=device),
-                 torch.as_tensor(index, dtype=torch.long, device=device),
-                 torch.as_tensor(rays, dtype=dtype, device=device))
+        pixels.append(rows[keep] * cols_n + cols[keep])
+        pieces.append(np.full(int(keep.sum()), k))
+        rays.append(directions[keep])
+    if not pixels:
+        pixels, pieces, rays = [np.zeros(0, dtype=int)], [np.zeros(0, dtype=int)], \
+            [np.zeros((0, 3))]
+    return Pairs(torch.as_tensor(np.concatenate(pixels), dtype=torch.long, device=device),
+                 torch.as_tensor(np.concatenate(pieces), dtype=torch.long, device=device),
+                 torch.as_tensor(np.concatenate(rays), dtype=dtype, device=device))
 
 
 def _overlap(middle: torch.Tensor, half: torch.Tensor, cos: torch.Tensor, low_t: torch.Tensor,

@@ -116,15 +116,25 @@ def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silen
     return Fitted(inputs, config, problem, views, reconstruction, statistics, seconds, started)
 
 
+def output_geometry(geometry: CaseGeometry, spacing_mm: float | None) -> CaseGeometry:
+    """``geometry`` with the grid the outputs are written on
+    (:func:`~sdfcar.pipeline.postprocess.output_grid`); a finer grid's memory is checked."""
+    grid = output_grid(geometry.volume, spacing_mm)
+    if grid == geometry.volume:
+        return geometry
+    finer = replace(geometry, volume=grid)
+    check_memory(finer, "--output-spacing", dense=True)
+    return finer
+
+
 def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
     """Second stage, shared by every method: one tree, its signed distance, its
     reprojections and the run record, on the fit's grid or a finer one of
     ``output_spacing_mm`` (the method's model evaluated there when it has one)."""
     started = time.perf_counter()
     problem, config, seconds = fitted.problem, fitted.config, dict(fitted.seconds)
-    grid = output_grid(problem.grid, output_spacing_mm)
-    geometry = replace(problem.geometry, volume=grid)
-    check_memory(geometry, "--output-spacing", dense=True)
+    geometry = output_geometry(problem.geometry, output_spacing_mm)
+    grid = geometry.volume
     with deterministic():
         reconstruction = on_grid(fitted.reconstruction, problem.grid, grid)
         tree = select(reconstruction, grid.spacing_mm, config.connectivity)
@@ -153,7 +163,7 @@ def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silen
         output_spacing_mm: float | None = None) -> Result:
     """Reconstruct ``inputs`` with ``config``: :func:`fit`, then :func:`finish` (outputs on
     a grid of ``output_spacing_mm`` when given; checked before the fit)."""
-    output_grid(inputs.geometry.volume, output_spacing_mm)
+    output_geometry(inputs.geometry, output_spacing_mm)
     return finish(fit(inputs, config, progress), output_spacing_mm)
 
 

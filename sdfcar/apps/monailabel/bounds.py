@@ -28,6 +28,8 @@ MAX_SETTINGS: dict[str, int] = {
     "tubes.trees": 64,
     "tubes.max_steps": 5_000,
     "tubes.min_branch_steps": 1_000,
+    "tree.rounds": 10,
+    "tree.supersample": 4,
     "field.eikonal_samples": 1 << 20,
     "field.network.levels": 32,
     "field.network.features_per_level": 8,
@@ -72,8 +74,10 @@ def overrides_param(value: Any) -> list[str]:
 def check_config(config: ReconstructionConfig) -> None:
     """Refuse a config (after overrides) whose iterations, seed or sizes exceed the bounds."""
     for key, value in _integers(config.to_dict()):
-        limit = MAX_ITERATIONS if key.rsplit(".", 1)[-1] == "iterations" else \
-            MAX_SETTINGS.get(key)
+        # Every "...iterations" setting (tree.refine.coarse_iterations too); the tree
+        # method's tracer section has the tubes method's bounds.
+        limit = MAX_ITERATIONS if key.rsplit(".", 1)[-1].endswith("iterations") else \
+            MAX_SETTINGS.get(key.replace("tree.tracing.", "tubes.", 1))
         if limit is not None and value > limit:
             raise bad_input(key, f"at most {limit} in a request, got {value}")
     if config.seed < 0:

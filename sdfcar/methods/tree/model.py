@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -80,62 +81,40 @@ class TreeModel:
         """Position of every slot ``(M, 3)``."""
         return self.points.index_select(0, self.slot_point)
 
+    @cached_property
+    def _topology(self) -> _Topology:
+        """The index tensors of the model's fixed topology, built once (not every step)."""
+        return _Topology.of(self.vessels, self.points.device)
+
     def piece_slots(self) -> torch.Tensor:
         """``(K, 2)`` slot indices of every piece (consecutive slots of a vessel)."""
-        pairs = [torch.stack([torch.arange(v.start, v.stop - 1), torch.arange(v.start + 1,
-                                                                            v.stop)], dim=1)
-                 for v in self.vessels if v.stop - v.start >= 2]
-        if not pairs:
-            return torch.zeros((0, 2), dtype=torch.long, device=self.points.device)
-        return torch.cat(pairs).to(self.points.device)
+        return self._topology.pieces
 
     def interior_slots(self) -> torch.Tensor:
         """``(J, 3)`` slot triples (previous, this, next) inside a vessel, for curvature."""
-        triples = [torch.stack([torch.arange(v.start, v.stop - 2),
-                                torch.arange(v.start + 1, v.stop - 1),
-                                torch.arange(v.start + 2, v.stop)], dim=1)
-                   for v in self.vessels if v.stop - v.start >= 3]
-        if not triples:
-            return torch.zeros((0, 3), dtype=torch.long, device=self.points.device)
-        return torch.cat(triples).to(self.points.device)
+        return self._topology.interior
 
     def piece_parts(self) -> tuple[torch.Tensor, ...]:
         """Per piece: start and end points, end radii and the start clip (mm; a branch's
-        first piece starts at its parent's wall) for :func:`~sdfcar.physics.pieces.piece_chords`."""
-        slots = self.piece_slots()
-        points, radii = self.slot_points, self.radii
+        first piece starts at its parent's wall), for
+        :func:`~sdfcar.physics.pieces.piece_chords`."""
+        topology = self._topology
+        slots, points, radii = topology.pieces, self.slot_points, self.radii
         clip = torch.zeros(len(slots), dtype=points.dtype, device=points.device)
-        firsts = [(n, v.attached_to) for n, v in zip(self._first_pieces(), self.vessels)
-                  if v.attached_to is not None and n is not None]
-        if firsts:
-            index = torch.tensor([n for n, _ in firsts], device=points.device)
-            parent_slots = torch.tensor([s for _, s in firsts], device=points.device)
-            clip = clip.index_put((index,), radii.index_select(0, parent_slots))
+        if len(topology.clipped):
+            clip = clip.index_put((topology.clipped,),
+                                  radii.index_select(0, topology.clip_slots))
         return (points.index_select(0, slots[:, 0]), points.index_select(0, slots[:, 1]),
                 radii.index_select(0, slots[:, 0]), radii.index_select(0, slots[:, 1]), clip)
 
     def cap_parts(self) -> tuple[torch.Tensor, ...]:
         """Per free vessel end (every last point; a root's first point): centre, outward
         unit normal and radius, for :func:`~sdfcar.physics.pieces.cap_chords`."""
-        ends = [(v.stop - 1, v.stop - 2) for v in self.vessels if v.stop - v.start >= 2]
-        ends += [(v.start, v.start + 1) for v in self.vessels
-                 if v.attached_to is None and v.stop - v.start >= 2]
-        tips = torch.tensor([e for e, _ in ends], dtype=torch.long, device=self.points.device)
-        inner = torch.tensor([i for _, i in ends], dtype=torch.long, device=self.points.device)
-        points = self.slot_points
-        centres = points.index_select(0, tips)
-        outward = centres - points.index_select(0, inner)
+        topology, points = self._topology, self.slot_points
+        centres = points.index_select(0, topology.tips)
+        outward = centres - points.index_select(0, topology.tip_neighbours)
         normals = outward / torch.linalg.norm(outward, dim=1, keepdim=True).clamp_min(1e-9)
-        return centres, normals, self.radii.index_select(0, tips)
-
-    def _first_pieces(self) -> list[int | None]:
-        """Index of each vessel's first piece in :meth:`piece_slots` (None: no piece)."""
-        firsts, count = [], 0
-        for v in self.vessels:
-            pieces = max(v.stop - v.start - 1, 0)
-            firsts.append(count if pieces else None)
-            count += pieces
-        return firsts
+        return centres, normals, self.radii.index_select(0, topology.tips)
 
     def to_segments(self) -> list[Segment]:
         """The vessels as :class:`~sdfcar.geometry.tubes.Segment` (numpy, detached)."""
@@ -143,6 +122,44 @@ class TreeModel:
         radii = self.radii.detach().cpu().numpy()
         return [Segment(v.name, points[v.start:v.stop].copy(), radii[v.start:v.stop].copy(),
                         v.parent) for v in self.vessels]
+
+
+@dataclass(frozen=True)
+class _Topology:
+    """Index tensors of a model's vessels: pieces, curvature triples, the branches' first
+    pieces with the parent slots that clip them, and the free ends with their neighbours."""
+
+    pieces: torch.Tensor  # (K, 2)
+    interior: torch.Tensor  # (J, 3)
+    clipped: torch.Tensor  # first pieces of attached branches
+    clip_slots: torch.Tensor  # the parent slot each starts from
+    tips: torch.Tensor  # free ends
+    tip_neighbours: torch.Tensor  # the slot next to each free end
+
+    @classmethod
+    def of(cls, vessels: Sequence[Vessel], device: torch.device) -> _Topology:
+        pieces, interior, clipped, clip_slots, tips, neighbours = [], [], [], [], [], []
+        for v in vessels:
+            if v.stop - v.start < 2:
+                continue
+            if v.attached_to is not None:
+                clipped.append(len(pieces))
+                clip_slots.append(v.attached_to)
+            pieces += [(n, n + 1) for n in range(v.start, v.stop - 1)]
+            interior += [(n - 1, n, n + 1) for n in range(v.start + 1, v.stop - 1)]
+            tips.append(v.stop - 1)
+            neighbours.append(v.stop - 2)
+        for v in vessels:  # a root's first point is a free end too
+            if v.stop - v.start >= 2 and v.attached_to is None:
+                tips.append(v.start)
+                neighbours.append(v.start + 1)
+
+        def index(values: list, width: int | None = None) -> torch.Tensor:
+            tensor = torch.tensor(values, dtype=torch.long, device=device)
+            return tensor.reshape(-1, width) if width else tensor
+
+        return cls(index(pieces, 2), index(interior, 3), index(clipped), index(clip_slots),
+                   index(tips), index(neighbours))
 
 
 def _attachment(point: np.ndarray, parent: Vessel, slot_point: list[int],
