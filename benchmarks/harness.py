@@ -68,6 +68,7 @@ class Cell:
     rotation_secondary_error_deg: float = 0.0  # error on view 2's secondary angle (fit only)
     isocenter_error_mm: float = 0.0  # view 2's isocenter misplaced by this much (fit only)
     view_shift_mm: float = 0.0  # the tree moved head-feet (S) in view 2's simulation only
+    calibration: str = "auto"  # calibration.mode of the fit (self-calibration)
 
     @property
     def case(self) -> str:
@@ -96,6 +97,8 @@ class Cell:
             parts.append(f"resp{self.view_shift_mm:g}")
         if self.shift_mm:
             parts.append(f"shift{self.shift_mm:g}")
+        if self.calibration != "auto":
+            parts.append(f"cal{self.calibration}")
         if self.phantom_supersample > 1:
             parts.append(f"fine{self.phantom_supersample}")
         if self.iterations is not None:
@@ -175,8 +178,9 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
 
 def cell_config(cell: Cell):
     """The reconstruction config of a cell (its preset, overrides and iterations)."""
-    return build_config(cell.preset, list(cell.overrides), iterations=cell.iterations,
-                        device="auto")
+    calibration = [f"calibration.mode={cell.calibration}"] if cell.calibration != "auto" else []
+    return build_config(cell.preset, list(cell.overrides) + calibration,
+                        iterations=cell.iterations, device="auto")
 
 
 def cell_record(cell: Cell, started: float, scores: dict, config=None, result=None) -> dict:

@@ -6,6 +6,9 @@
 full 2D pipeline), plus one ceiling row per phantom. ``robustness-matrix``: lca0 x presets
 x errors (view separation, rotation error on view 2's primary and secondary angle,
 isocenter error of view 2, a head-feet shift of the tree in view 2 only, noise).
+``calibration``: lca0-1, rca0-1 x view-2 geometry errors x self-calibration auto / off
+(``sdf-tree`` unless ``--presets`` says otherwise), with how far the geometry used lies
+from the truth.
 
 Views are always simulated from the tree voxelised :data:`FINE` times finer than the
 reconstruction grid (0.4 mm for the 0.8 mm grid) at the reference geometry (two 512^2
@@ -72,6 +75,21 @@ ERRORS = {
 }
 
 
+#: Self-calibration suite: phantoms, and view-2 errors by name (cell fields). The rotation
+#: errors are the positioner angle read wrongly; the shift is the tree moved head-feet in
+#: view 2 (breathing); the isocenter error a principal point off across the columns.
+CALIBRATION_PHANTOMS = (("lca", 0), ("lca", 1), ("rca", 0), ("rca", 1))
+CALIBRATION_ERRORS = {
+    "exact geometry": {},
+    "primary 2 deg + head-feet 5 mm": {"rotation_error_deg": 2.0, "view_shift_mm": 5.0},
+    "secondary 2 deg + head-feet 5 mm": {"rotation_secondary_error_deg": 2.0,
+                                         "view_shift_mm": 5.0},
+    "primary 2 deg + isocenter 3 mm + head-feet 5 mm": {
+        "rotation_error_deg": 2.0, "isocenter_error_mm": 3.0, "view_shift_mm": 5.0},
+}
+CALIBRATION_PRESETS = ("sdf-tree",)
+
+
 def default_presets() -> list[str]:
     """Every preset of :data:`sdfcar.config.PRESETS` (read at run time, never copied)."""
     from sdfcar.config import PRESETS
@@ -113,7 +131,19 @@ def matrix_cells(presets: Sequence[str] | None = None,
     return cells
 
 
-SUITES = {"realistic": realistic_cells, "robustness-matrix": matrix_cells}
+def calibration_cells(presets: Sequence[str] | None = None,
+                      iterations: dict[str, int] | None = None) -> list[Cell]:
+    """Per phantom and error of :data:`CALIBRATION_ERRORS`: each preset (default:
+    :data:`CALIBRATION_PRESETS`) with self-calibration as the preset has it (``auto``) and
+    off."""
+    presets, iterations = list(presets or CALIBRATION_PRESETS), iterations or {}
+    return [_cell("calibration", kind, seed, preset, iterations, calibration=mode, **fields)
+            for fields in CALIBRATION_ERRORS.values() for kind, seed in CALIBRATION_PHANTOMS
+            for preset in presets for mode in ("auto", "off")]
+
+
+SUITES = {"realistic": realistic_cells, "robustness-matrix": matrix_cells,
+          "calibration": calibration_cells}
 
 
 # ----------------------------------------------------------------------------- truth
@@ -183,6 +213,24 @@ def simulated_views(cell: Cell, truth: Truth, geometry: CaseGeometry) -> list[np
     return [noise.apply(image, rng) for image in images]
 
 
+def geometry_error_mm(cell: Cell, geometry: CaseGeometry, result, truth: Truth
+                      ) -> dict[str, float]:
+    """How far view 2's image of the true centrelines lies from where the simulation put it
+    (mean, mm at the isocenter), in the geometry given to the fit and in the one it used."""
+    view = geometry.views[1]
+    points = truth.centerlines.points
+    seen = view.project_points(points + np.array([0.0, 0.0, cell.view_shift_mm]))
+    pixel_mm = min(view.detector_spacing_mm) * view.source_to_isocenter_mm \
+        / view.source_to_detector_mm
+    used = CaseGeometry.from_dict({"views": result.record.geometry_used["views"]})
+
+    def error(candidate) -> float:
+        distance = np.linalg.norm(candidate.project_points(points) - seen, axis=1)
+        return round(float(distance.mean()) * pixel_mm, 3)
+
+    return {"given": error(fit_geometry(cell, geometry).views[1]), "used": error(used.views[1])}
+
+
 @contextmanager
 def cell_inputs(cell: Cell, truth: Truth, geometry: CaseGeometry) -> Iterator[Inputs]:
     """The pipeline inputs of a cell: simulated views with the fit geometry, or two
@@ -215,6 +263,9 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     fine_scores = evaluate(label, truth.fine, label_grid, truth.fine_grid, truth.centerlines)
     record = cell_record(cell, started, scores, config, result)
     record["scores_fine"] = fine_scores
+    if result is not None:
+        record["calibration"] = result.record.calibration
+        record["geometry_error_mm"] = geometry_error_mm(cell, geometry, result, truth)
     record["simulated_from"] = (f"the tree voxelised at {truth.fine_grid.spacing_mm[0]:g} mm "
                                 f"({cell.phantom_supersample}x finer than the grid)")
     return record, label

@@ -1,4 +1,5 @@
-"""Tables and figures of the realistic suites (``realistic``, ``robustness-matrix``)."""
+"""Tables and figures of the realistic suites (``realistic``, ``robustness-matrix``,
+``calibration``)."""
 
 from __future__ import annotations
 
@@ -161,12 +162,51 @@ def matrix_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _errors_of(cell: dict) -> str:
+    """The calibration suite's name of a cell's errors."""
+    from realistic import CALIBRATION_ERRORS
+
+    for name, fields in CALIBRATION_ERRORS.items():
+        if all(cell[key] == value for key, value in fields.items()) and not any(
+                cell[key] for key in ("rotation_error_deg", "rotation_secondary_error_deg",
+                                      "isocenter_error_mm", "view_shift_mm")
+                if key not in fields):
+            return name
+    return "other"
+
+
+def calibration_table(records: list[dict]) -> list[str]:
+    """Per error (rows) and preset x calibration mode (columns): Dice mean (worst), the
+    geometry error left (mm, mean over phantoms) and the phantoms' count."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for record in records:
+        cell = record["cell"]
+        groups[(_errors_of(cell), f"{cell['preset']} calibration {cell['calibration']}")].append(
+            record)
+    columns = sorted({column for _, column in groups})
+    lines = ["| view-2 error | " + " | ".join(f"{c}: Dice, geometry error mm" for c in columns)
+             + " |", "|---|" + "---|" * len(columns)]
+    for error in dict.fromkeys(_errors_of(r["cell"]) for r in records):
+        values = []
+        for column in columns:
+            group = groups.get((error, column), [])
+            if not group:
+                values.append("-")
+                continue
+            dice = summary([cell_value(r, "dice") for r in group], True)
+            left = np.mean([r["geometry_error_mm"]["used"] for r in group])
+            values.append(f"{dice}, {left:.2f} (n={len(group)}, under load: {_loaded(group)})")
+        lines.append(f"| {error} | " + " | ".join(values) + " |")
+    return lines
+
+
 def section(records: list[dict], docs: Path) -> list[str]:
     """The Markdown of both realistic suites (empty without their records)."""
     quality = [r for r in records if r["cell"]["suite"] == "realistic"]
     matrix = [r for r in records if r["cell"]["suite"] == "robustness-matrix"]
     lines = ["## Realistic quality (headline: no inverse crime)", ""] + DESCRIPTION + [""]
-    if not quality and not matrix:
+    calibration = [r for r in records if r["cell"]["suite"] == "calibration"]
+    if not quality and not matrix and not calibration:
         return lines + ["No records of the realistic suites yet.", ""]
     if quality:
         lines += headline_table(quality) + [""]
@@ -180,4 +220,14 @@ def section(records: list[dict], docs: Path) -> list[str]:
                   "+-separation/2 without cranial tilt.", "",
                   f"![robustness matrix]({figure.relative_to(docs).as_posix()})", ""]
         lines += matrix_table(matrix) + [""]
+    if calibration:
+        lines += ["## Self-calibration (views from 0.4 mm trees)", "",
+                  "View 2's geometry given to the fit is off (or the tree moved head-feet in "
+                  "view 2's simulation); `calibration auto` corrects it (`sdfcar.pipeline."
+                  "calibration`, then the tree method's joint pose refinement), `off` takes "
+                  "it as given. Geometry error: mean distance (mm at the isocenter) between "
+                  "view 2's image of the true centrelines in the geometry used and where the "
+                  "simulation put them. Command: `python benchmarks/run.py calibration "
+                  "[--presets sdf-tree,tubes] [--cases lca0]`.", ""]
+        lines += calibration_table(calibration) + [""]
     return lines

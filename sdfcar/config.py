@@ -1,8 +1,8 @@
 """Reconstruction settings: one typed config, JSON presets and ``key=value`` overrides.
 
 The config holds the settings every method shares (what the views are, silhouettes, the
-visual hull, one tree, seed, device) and one typed section per method, next to the method's
-code: ``voxel`` (:class:`~sdfcar.methods.voxel.VoxelSettings`), ``field``
+visual hull, self-calibration, one tree, seed, device) and one typed section per method,
+next to the method's code: ``voxel`` (:class:`~sdfcar.methods.voxel.VoxelSettings`), ``field``
 (:class:`~sdfcar.methods.field.method.FieldSettings`), ``tubes``
 (:class:`~sdfcar.methods.tubes.tracing.TubeSettings`) and ``tree``
 (:class:`~sdfcar.methods.tree.method.TreeSettings`). ``method`` names the method that
@@ -66,6 +66,37 @@ class HullSettings:
     POSITIVE: ClassVar[tuple[str, ...]] = ("max_fraction",)
 
 
+#: ``calibration.mode`` values, and the priors for the shift along the baseline.
+CALIBRATION_MODES = ("auto", "on", "off")
+BASELINE_PRIORS = ("head-feet", "smallest")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """C-arm self-calibration of view 2 (:mod:`sdfcar.pipeline.calibration`)."""
+
+    #: ``on``, ``off``, or ``auto``: on for line-integral views whose epipolar inconsistency
+    #: at the given geometry exceeds ``auto_inconsistency`` (exact geometry: ~6e-5 on lca0,
+    #: noise-free or 5 % noise; a 1 degree or 1 mm error: 1e-3 to 4e-2). Masks: off.
+    mode: str = "auto"
+    max_rotation_deg: float = 5.0
+    max_translation_mm: float = 10.0
+    baseline_prior: str = "head-feet"
+    auto_inconsistency: float = 1e-3
+    #: Methods that fit the pose with their model (the tree method): steps of view 2's pose
+    #: alone on the binned views first, and Adam's step sizes (rad, mm).
+    pose_iterations: int = 60
+    learning_rate_rad: float = 5e-4
+    learning_rate_mm: float = 0.05
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mode": CALIBRATION_MODES,
+                                                     "baseline_prior": BASELINE_PRIORS}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("max_rotation_deg", "max_translation_mm",
+                                           "pose_iterations",
+                                           "auto_inconsistency", "learning_rate_rad",
+                                           "learning_rate_mm")
+
+
 @dataclass(frozen=True)
 class ReconstructionConfig:
     """Everything that defines a reconstruction run; presets fill it, the CLI overrides it."""
@@ -80,6 +111,7 @@ class ReconstructionConfig:
     target: str = "auto"
     silhouette: SilhouetteSettings = dataclasses.field(default_factory=SilhouetteSettings)
     hull: HullSettings = dataclasses.field(default_factory=HullSettings)
+    calibration: CalibrationSettings = dataclasses.field(default_factory=CalibrationSettings)
     #: One tree from the label: "bridge" fragments to the largest 26-connected component
     #: along cheap paths through the occupancy (dropping specks and far pieces), keep the
     #: "largest" component only, or "none" (see :mod:`sdfcar.pipeline.connect`).

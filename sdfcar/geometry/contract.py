@@ -18,14 +18,15 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sdfcar.errors import InputError, bad_input
-from sdfcar.geometry.rotations import rotation_x, rotation_z
+from sdfcar.geometry.rotations import (rotation_vector, rotation_vector_of, rotation_x,
+                                       rotation_z)
 
 VIEW_KEYS = (
     "primary_angle_deg",
@@ -36,6 +37,9 @@ VIEW_KEYS = (
     "detector_spacing_mm",
     "detector_offset_mm",
 )
+#: Optional fields of a view: a rigid motion of the whole C-arm about the isocenter, found by
+#: self-calibration (or injected by a benchmark); absent or zero for a view as acquired.
+CORRECTION_KEYS = ("correction_rotation_deg", "correction_translation_mm")
 VOLUME_KEYS = ("shape", "spacing_mm", "center_mm", "direction")
 CASE_KEYS = ("views", "volume")
 NUM_VIEWS = 2
@@ -112,6 +116,12 @@ class ViewGeometry:
     0018,1110), ``source_to_isocenter_mm`` (SOD; 0018,1111), ``detector_shape`` (rows, cols),
     ``detector_spacing_mm`` (row, col; ImagerPixelSpacing 0018,1164) and
     ``detector_offset_mm`` (row, col principal-point shift).
+
+    ``correction_rotation_deg`` (a rotation vector, degrees) and
+    ``correction_translation_mm`` move the whole C-arm (source and detector) rigidly: first
+    rotated about the isocenter, then shifted. Self-calibration finds them; a view as acquired
+    has none. Moving the C-arm by ``(Q, q)`` images the tree as the nominal view would image it
+    moved by the inverse, ``x -> Q^T (x - q)``.
     """
 
     primary_angle_deg: float
@@ -121,6 +131,8 @@ class ViewGeometry:
     detector_shape: tuple[int, int]
     detector_spacing_mm: tuple[float, float]
     detector_offset_mm: tuple[float, float] = (0.0, 0.0)
+    correction_rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    correction_translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         validated = ViewGeometry._validated(self.__dict__, "view")
@@ -149,6 +161,8 @@ class ViewGeometry:
             "detector_offset_mm": _vector(
                 data.get("detector_offset_mm", (0.0, 0.0)), 2, f"{where}.detector_offset_mm"
             ),
+            **{key: _vector(data.get(key, (0.0, 0.0, 0.0)), 3, f"{where}.{key}")
+               for key in CORRECTION_KEYS},
         }
         if out["source_to_isocenter_mm"] >= out["source_to_detector_mm"]:
             raise bad_input(
@@ -164,7 +178,7 @@ class ViewGeometry:
     def from_dict(cls, data: Any, where: str = "view") -> ViewGeometry:
         """Validate a JSON object; errors name the field, e.g. ``views[1].detector_shape``."""
         required = [k for k in VIEW_KEYS if k != "detector_offset_mm"]
-        _check_keys(data, VIEW_KEYS, required, where)
+        _check_keys(data, VIEW_KEYS + CORRECTION_KEYS, required, where)
         return cls(**cls._validated(data, where))
 
     @classmethod
@@ -232,25 +246,46 @@ class ViewGeometry:
             "detector_shape": list(self.detector_shape),
             "detector_spacing_mm": list(self.detector_spacing_mm),
             "detector_offset_mm": list(self.detector_offset_mm),
+            **{key: list(getattr(self, key)) for key in CORRECTION_KEYS if self.is_corrected},
         }
+
+    @property
+    def is_corrected(self) -> bool:
+        """Whether the view carries a rigid correction (see the class docstring)."""
+        return any(self.correction_rotation_deg) or any(self.correction_translation_mm)
+
+    def moved(self, rotation_deg: Sequence[float], translation_mm: Sequence[float]
+              ) -> ViewGeometry:
+        """This view with its C-arm moved once more: rotated by the rotation vector
+        ``rotation_deg`` about the isocenter, then shifted by ``translation_mm``."""
+        turn = rotation_vector(rotation_deg)
+        rotation = turn @ rotation_vector(self.correction_rotation_deg)
+        shift = turn @ np.asarray(self.correction_translation_mm) + np.asarray(translation_mm)
+        return replace(self, correction_rotation_deg=tuple(rotation_vector_of(rotation)),
+                       correction_translation_mm=tuple(shift))
 
     # -- derived geometry ----------------------------------------------------------------
 
     @property
     def rotation(self) -> np.ndarray:
-        """Gantry rotation ``Rz(primary) @ Rx(-secondary)`` (3x3)."""
-        return rotation_z(self.primary_angle_deg) @ rotation_x(-self.secondary_angle_deg)
+        """Gantry rotation ``Rz(primary) @ Rx(-secondary)`` (3x3), after the correction's."""
+        gantry = rotation_z(self.primary_angle_deg) @ rotation_x(-self.secondary_angle_deg)
+        if not any(self.correction_rotation_deg):
+            return gantry
+        return rotation_vector(self.correction_rotation_deg) @ gantry
 
     @property
     def source(self) -> np.ndarray:
         """X-ray source position (LPS mm)."""
-        return self.rotation @ np.array([0.0, self.source_to_isocenter_mm, 0.0])
+        return self.rotation @ np.array([0.0, self.source_to_isocenter_mm, 0.0]) \
+            + np.asarray(self.correction_translation_mm)
 
     @property
     def detector_center(self) -> np.ndarray:
         """Centre of the detector panel, before the principal-point offset (LPS mm)."""
         sod, sid = self.source_to_isocenter_mm, self.source_to_detector_mm
-        return self.rotation @ np.array([0.0, sod - sid, 0.0])
+        return self.rotation @ np.array([0.0, sod - sid, 0.0]) \
+            + np.asarray(self.correction_translation_mm)
 
     @property
     def column_direction(self) -> np.ndarray:

@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sdfcar.geometry import VolumeGrid
+from sdfcar.geometry import ViewGeometry, VolumeGrid
+from sdfcar.geometry.correction import Correction
 
 if TYPE_CHECKING:
     from sdfcar.pipeline.run import Result
@@ -32,6 +33,10 @@ def write_report(path: str | Path, result: Result) -> Path:
         _view_row(figure, axes[row], row + 1, np.asarray(target, float),
                   np.asarray(reprojection, float))
     _mip_row(figure, axes[-1], np.asarray(result.label), result.grid)
+    if result.record.geometry_used.get("corrected"):
+        view = ViewGeometry.from_dict(result.record.geometry_used["views"][1])
+        figure.suptitle(f"view 2 self-calibrated: {Correction.of_view(view).describe()}",
+                        fontsize=10)
     figure.savefig(path, dpi=DPI)
     return Path(path)
 

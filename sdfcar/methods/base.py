@@ -29,7 +29,7 @@ from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.progress import Progress
 
 if TYPE_CHECKING:
-    from sdfcar.config import HullSettings, SilhouetteSettings
+    from sdfcar.config import CalibrationSettings, HullSettings, SilhouetteSettings
     from sdfcar.methods.hull_system import HullSystem
 
 
@@ -46,6 +46,9 @@ class Problem:
     hull: HullSettings
     device: torch.device
     seed: int
+    #: Self-calibration is on (:mod:`sdfcar.pipeline.calibration` corrected the geometry):
+    #: a method with a model of its own may refine view 2's pose with these settings.
+    calibration: CalibrationSettings | None = None
 
     @property
     def grid(self) -> VolumeGrid:
@@ -74,6 +77,9 @@ class Reconstruction:
     #: A continuous model's occupancy and SDF on another grid (``--output-spacing``); None:
     #: the pipeline interpolates the occupancy instead.
     resample: Callable[[VolumeGrid], tuple[np.ndarray, np.ndarray | None]] | None = None
+    #: The view geometry the method fitted in when it corrected the given one
+    #: (self-calibration); the pipeline reprojects and records with it. None: as given.
+    geometry: CaseGeometry | None = None
 
 
 class Method(Protocol):

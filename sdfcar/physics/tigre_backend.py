@@ -97,6 +97,9 @@ def _volume_axes(grid: VolumeGrid) -> tuple[tuple[int, ...], tuple[int, int, int
 
 def tigre_geometry_for(view: ViewGeometry, grid: VolumeGrid) -> TigreParams:
     """TIGRE parameters for which TIGRE's projection of ``grid`` equals the contract's."""
+    if view.is_corrected:
+        raise ValueError("the TIGRE backend does not map a view's rigid correction "
+                         "(self-calibration); use the torch backend")
     flips, order = _volume_axes(grid)
     shape = np.asarray(grid.shape, dtype=np.int64)[list(order)]
     spacing = np.asarray(grid.spacing_mm, dtype=float)[list(order)]

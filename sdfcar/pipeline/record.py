@@ -41,6 +41,12 @@ class RunRecord:
     #: ``--output-spacing``) and how it was filled: "fit" (the fit's own grid), "model" (the
     #: method's continuous model evaluated on it) or "interpolated" (occupancy, trilinear).
     output_grid: dict[str, Any] = field(default_factory=dict)
+    #: Self-calibration (:mod:`sdfcar.pipeline.calibration`): mode, whether it ran, the
+    #: epipolar inconsistency before and after, view 2's correction by stage and in total.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    #: The views the label was fitted and reprojected in: the given geometry, or view 2
+    #: corrected by self-calibration (``corrected``).
+    geometry_used: dict[str, Any] = field(default_factory=dict)
     sdfcar_version: str = __version__
     torch_version: str = torch.__version__
     #: Sections front ends add (scores against ground truth, batch case, ...).

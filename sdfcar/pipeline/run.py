@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.io.limits import check_memory
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.catalogue import method_named
+from sdfcar.pipeline.calibration import Calibration
 from sdfcar.pipeline.inputs import Inputs, from_arrays
 from sdfcar.pipeline.postprocess import (on_grid, output_grid, reprojection_fit, reproject,
                                          select)
@@ -101,6 +103,9 @@ class Fitted:
     statistics: dict[str, dict]
     seconds: dict[str, float]
     started: float
+    #: The run record's self-calibration section and the geometry the views were fitted in.
+    calibration: dict[str, Any]
+    geometry: CaseGeometry
 
 
 def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Fitted:
@@ -112,8 +117,14 @@ def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silen
     with deterministic():
         problem, views = build_problem(inputs.views, inputs.geometry, inputs.masks, config,
                                        device)
+        clock = time.perf_counter()
+        calibration = Calibration.run(problem, config.calibration)
+        problem = calibration.problem(problem)
+        calibrating = round(time.perf_counter() - clock, 3)
         reconstruction, statistics, seconds = _fit(problem, config, progress)
-    return Fitted(inputs, config, problem, views, reconstruction, statistics, seconds, started)
+    seconds = {"calibration": calibrating, **seconds}
+    return Fitted(inputs, config, problem, views, reconstruction, statistics, seconds, started,
+                  calibration.finish(reconstruction.geometry), calibration.geometry)
 
 
 def output_geometry(geometry: CaseGeometry, spacing_mm: float | None) -> CaseGeometry:
@@ -133,7 +144,7 @@ def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
     ``output_spacing_mm`` (the method's model evaluated there when it has one)."""
     started = time.perf_counter()
     problem, config, seconds = fitted.problem, fitted.config, dict(fitted.seconds)
-    geometry = output_geometry(problem.geometry, output_spacing_mm)
+    geometry = output_geometry(fitted.geometry, output_spacing_mm)
     grid = geometry.volume
     with deterministic():
         reconstruction = on_grid(fitted.reconstruction, problem.grid, grid)
@@ -152,6 +163,9 @@ def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
         vessel_voxels=int(tree.label.sum()), components=tree.components,
         components_before_postprocess=selection.pop("components_before_postprocess"),
         tree=selection, reprojection=fit, seconds=seconds, statistics=fitted.statistics,
+        calibration=fitted.calibration,
+        geometry_used={"corrected": fitted.geometry != fitted.inputs.geometry,
+                       "views": [view.to_dict() for view in fitted.geometry.views]},
         output_grid=grid.to_dict() | {"filled": "fit" if grid == problem.grid else
                                       "model" if fitted.reconstruction.resample else
                                       "interpolated"})

@@ -7,6 +7,7 @@ import pytest
 
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
+from sdfcar.geometry.rotations import rotation_vector, rotation_vector_of
 
 
 def view(primary=0.0, secondary=0.0, sid=1000.0, sod=750.0, shape=(64, 80),
@@ -133,6 +134,8 @@ INVALID = [
     (("views", 0, "detector_shape"), [512.5, 512], "views[0].detector_shape[0]: expected an integer"),
     (("views", 0, "detector_offset_mm"), "none", "views[0].detector_offset_mm: expected a list"),
     (("views", 0, "focal_spot"), 1.0, "views[0].focal_spot: unknown key"),
+    (("views", 1, "correction_rotation_deg"), [1, 2], "views[1].correction_rotation_deg: expected 3"),
+    (("views", 1, "correction_translation_mm"), [0, "x", 0], "correction_translation_mm[1]: expected a n"),
     (("views",), [], "views: expected a list of 2 views"),
     (("volume", "shape"), [32, 32, 1], "volume.shape[2]: expected an integer >= 2"),
     (("volume", "spacing_mm"), [1, 0, 1], "volume.spacing_mm[1]: expected a positive number"),
@@ -213,3 +216,20 @@ def test_from_dicom_tags_names_the_missing_tag_and_falls_back_to_pixel_spacing()
 def test_angle_between_views():
     assert view(0, 0).angle_between(view(90, 0)) == pytest.approx(90.0)
     assert view(30, 0).angle_between(view(0, 30)) == pytest.approx(41.41, abs=0.01)
+
+
+def test_a_corrected_view_moves_the_whole_c_arm_rigidly_and_round_trips():
+    """Moving the C-arm by (Q, q) images a point as the nominal view images Q^T (x - q);
+    corrections compose; only a corrected view writes the correction fields."""
+    nominal = view(30, 10)
+    assert "correction_rotation_deg" not in nominal.to_dict() and not nominal.is_corrected
+    rotation, shift = np.array([1.0, -2.0, 0.5]), np.array([3.0, 0.0, -2.0])
+    moved = nominal.moved(rotation, shift)
+    points = np.random.default_rng(0).normal(size=(20, 3)) * 30
+    q = rotation_vector(rotation)
+    assert np.allclose(moved.project_points(points), nominal.project_points((points - shift) @ q))
+    assert np.isclose(np.linalg.norm(moved.source - shift), nominal.source_to_isocenter_mm)
+    twice = moved.moved(-rotation, np.zeros(3)).moved(np.zeros(3), -(rotation_vector(-rotation) @ shift))
+    assert np.allclose(twice.project_points(points), nominal.project_points(points))
+    assert ViewGeometry.from_dict(moved.to_dict()) == moved
+    assert np.allclose(rotation_vector_of(rotation_vector(rotation)), rotation)

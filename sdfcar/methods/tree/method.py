@@ -4,7 +4,9 @@ give the pipeline its occupancy and signed distance.
 1. **Trace** (:mod:`sdfcar.methods.tubes.tracing`): centrelines with radii, vessel by
    vessel (integral targets only: the tracer fits line integrals).
 2. **Refine** (:mod:`sdfcar.methods.tree.refine`): every point and radius jointly against
-   both full views, on binned views first, then at full resolution.
+   both full views, on binned views first, then at full resolution. With self-calibration
+   on (:mod:`sdfcar.pipeline.calibration` has corrected the geometry), view 2's pose too:
+   alone on the binned views first, then with the tree (:mod:`sdfcar.methods.tree.pose`).
 3. **Topology** (:mod:`sdfcar.methods.tree.topology`), ``rounds`` times: drop branches the
    views do not support, trace the branches the refined tree leaves unexplained, refine
    again at full resolution; stop when a round adds nothing.
@@ -18,16 +20,18 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from sdfcar.errors import bad_input
-from sdfcar.geometry import VolumeGrid
+from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
 from sdfcar.methods.base import Problem, Reconstruction
+from sdfcar.geometry.correction import ShiftBasis
+from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
 from sdfcar.methods.tree.refine import RefineSettings, refine, view_targets
 from sdfcar.methods.tree.topology import prune, retrace
@@ -70,7 +74,8 @@ class TreeMethod:
 
     def fit(self, problem: Problem, settings: TreeSettings, progress: Progress,
             prior: Reconstruction | None = None) -> Reconstruction:
-        """Trace, refine, repair the topology; the occupancy and SDF of the refined tree."""
+        """Trace, refine (with view 2's pose when self-calibrating), repair the topology;
+        the occupancy and SDF of the refined tree, and the geometry it was refined in."""
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
         traced = trace_tree(problem.measured, problem.geometry, settings.tracing, progress)
@@ -78,7 +83,7 @@ class TreeMethod:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")
         seconds["tracing"], clock = _lap(clock)
-        vessels, history = self._refined(problem, settings, traced.vessels, progress)
+        vessels, history, geometry = self._refined(problem, settings, traced.vessels, progress)
         seconds["refining"], clock = _lap(clock)
         occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
@@ -88,12 +93,14 @@ class TreeMethod:
                       "trees_tried": traced.trees_tried, "rounds": history,
                       "seconds": seconds, "centrelines": centreline_record(vessels)}
         return Reconstruction(occupancy, sdf, statistics, partial(
-            _field, vessels=vessels, supersample=settings.supersample))
+            _field, vessels=vessels, supersample=settings.supersample),
+            geometry if problem.calibration is not None else None)
 
     def _refined(self, problem: Problem, settings: TreeSettings, vessels: list[Segment],
-                 progress: Progress) -> tuple[list[Segment], list[dict[str, Any]]]:
-        """The traced vessels refined, then ``rounds`` topology rounds."""
-        vessels, steps = refit(problem, settings, vessels, True, progress)
+                 progress: Progress) -> tuple[list[Segment], list[dict[str, Any]], CaseGeometry]:
+        """The traced vessels refined, then ``rounds`` topology rounds; the geometry they
+        were refined in."""
+        vessels, steps, problem = refit(problem, settings, vessels, True, progress)
         history = [{"round": 0, "vessels": len(vessels), "steps": steps}]
         for round_ in range(1, settings.rounds + 1):
             grown, record = repair(problem, settings, vessels)
@@ -101,26 +108,38 @@ class TreeMethod:
             if not record["pruned"] and not record["added"]:
                 history.append(record | {"round": round_, "vessels": len(vessels), "steps": 0})
                 break
-            vessels, steps = refit(problem, settings, grown, False, progress)
+            vessels, steps, problem = refit(problem, settings, grown, False, progress)
             history.append(record | {"round": round_, "vessels": len(vessels), "steps": steps})
-        return vessels, history
+        return vessels, history, problem.geometry
 
 
 def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coarse: bool,
-          progress: Progress) -> tuple[list[Segment], int]:
-    """``vessels`` refined against the problem's views (binned first when ``coarse``), and
-    the steps taken."""
-    refined = settings.refine
+          progress: Progress) -> tuple[list[Segment], int, Problem]:
+    """``vessels`` refined against the problem's views (binned first when ``coarse``; when
+    self-calibrating, view 2's pose alone first, then with the tree), the steps taken, and
+    the problem in the geometry refined with them."""
+    refined, calibration = settings.refine, problem.calibration
     model = TreeModel.from_segments(vessels, torch.float32, problem.device)
+    motion = None if calibration is None else Motion(
+        ShiftBasis.of(*problem.geometry.views, calibration.baseline_prior), calibration,
+        torch.float32, problem.device)
     steps = 0
     levels = ((refined.binning, refined.coarse_iterations),) if coarse else ()
-    for binning, iterations in levels + ((1, refined.fine_iterations),):
+    for index, (binning, iterations) in enumerate(levels + ((1, refined.fine_iterations),)):
         targets = view_targets(problem.geometry.views, problem.measured, problem.silhouettes,
                                torch.float32, problem.device, binning)
-        steps += refine(model, targets, refined, iterations, problem.target,
-                        problem.silhouette.k, settings.tracing.step_mm, progress,
-                        "refining").steps
-    return model.to_segments(), steps
+        targets[1].motion = motion
+        alone = () if motion is None or index else ((False, calibration.pose_iterations),)
+        for fit_tree, count in alone + ((True, iterations),):
+            steps += refine(model, targets, refined, count, problem.target,
+                            problem.silhouette.k, settings.tracing.step_mm, progress,
+                            "refining" if fit_tree else "calibrating", fit_tree,
+                            calibration).steps
+    if motion is not None:
+        first, second = problem.geometry.views
+        views = (first, motion.correction().applied(second))
+        problem = replace(problem, geometry=replace(problem.geometry, views=views))
+    return model.to_segments(), steps, problem
 
 
 def repair(problem: Problem, settings: TreeSettings, vessels: list[Segment]

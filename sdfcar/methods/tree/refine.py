@@ -13,7 +13,8 @@ pixel count so its scale does not jump when ``U`` is rebuilt):
 
 Adam on the points and log radii (step sizes decayed to 0 along a cosine), with the
 (pixel, piece) pairs rebuilt every ``rebuild_every`` steps and early stopping once the
-loss stops improving.
+loss stops improving. A view with a :class:`~sdfcar.methods.tree.calibration.Motion` sees
+the tree through it (self-calibration): its pose is fitted with the tree, or alone.
 """
 
 from __future__ import annotations
@@ -21,18 +22,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 from sdfcar.geometry import ViewGeometry
+from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
 from sdfcar.physics.hull import noise_sigma
 from sdfcar.physics.pieces import Pairs, cap_chords, piece_chords, piece_pairs, render_pairs
 from sdfcar.physics.projector import soft_silhouette
 from sdfcar.progress import Progress, Step
+
+if TYPE_CHECKING:
+    from sdfcar.config import CalibrationSettings
 
 #: Floor of a view's noise level in the integral misfit (mm).
 MIN_NOISE_MM = 0.05
@@ -84,6 +89,7 @@ class ViewTarget:
     pairs: Pairs | None = field(default=None)
     cap_pairs: Pairs | None = field(default=None)
     covered: torch.Tensor | None = field(default=None)  # distinct pixels of both pair sets
+    motion: Motion | None = field(default=None)  # self-calibration: the tree as this view sees it
 
     @classmethod
     def of(cls, view: ViewGeometry, measured: np.ndarray, silhouette: np.ndarray,
@@ -105,6 +111,22 @@ class ViewTarget:
     def pixel_count(self) -> int:
         return int(self.measured.shape[0])
 
+    def seen(self, points: torch.Tensor) -> torch.Tensor:
+        """Points ``(N, 3)`` where this view sees them (moved by its motion, if any)."""
+        return points if self.motion is None else self.motion.points(points)
+
+    def piece_parts(self, model: TreeModel) -> tuple[torch.Tensor, ...]:
+        """The model's pieces as this view sees them (:meth:`TreeModel.piece_parts`)."""
+        starts, ends, *rest = model.piece_parts()
+        return (self.seen(starts), self.seen(ends), *rest)
+
+    def cap_parts(self, model: TreeModel) -> tuple[torch.Tensor, ...]:
+        """The model's caps as this view sees them (:meth:`TreeModel.cap_parts`)."""
+        centres, normals, radii = model.cap_parts()
+        if self.motion is not None:
+            normals = self.motion.directions(normals)
+        return self.seen(centres), normals, radii
+
     def project(self, points: torch.Tensor) -> torch.Tensor:
         """Detector (row, col) ``(N, 2)`` of points ``(N, 3)``, differentiably."""
         homogeneous = points @ self.projection[:, :3].T + self.projection[:, 3]
@@ -114,7 +136,7 @@ class ViewTarget:
     def outside_at(self, points: torch.Tensor) -> torch.Tensor:
         """Distance to the measured silhouette (mm) at the projections of ``points``."""
         rows, cols = self.view.detector_shape
-        rc = self.project(points)
+        rc = self.project(self.seen(points))
         grid = torch.stack([rc[:, 1] / (cols - 1) * 2 - 1, rc[:, 0] / (rows - 1) * 2 - 1],
                            dim=1)
         sampled = torch.nn.functional.grid_sample(
@@ -155,11 +177,11 @@ def view_targets(views: Sequence[ViewGeometry], measured: Sequence[np.ndarray],
 
 def rebuild_pairs(model: TreeModel, targets: Sequence[ViewTarget]) -> None:
     """The (pixel, piece) and (pixel, cap) pairs of every view for the model as it is now."""
-    with torch.no_grad():
-        starts, ends, r_start, r_end, _ = (t.cpu().numpy() for t in model.piece_parts())
-        centres, normals, r_caps = (t.cpu().numpy() for t in model.cap_parts())
-    reach = np.maximum(r_start, r_end) + PAIR_MARGIN_MM
     for target in targets:
+        with torch.no_grad():
+            starts, ends, r_start, r_end, _ = (t.cpu().numpy() for t in target.piece_parts(model))
+            centres, normals, r_caps = (t.cpu().numpy() for t in target.cap_parts(model))
+        reach = np.maximum(r_start, r_end) + PAIR_MARGIN_MM
         dtype, device = target.measured.dtype, target.measured.device
         target.pairs = piece_pairs(target.view, starts, ends, reach, dtype, device)
         target.cap_pairs = piece_pairs(target.view, centres, centres + r_caps[:, None] * normals,
@@ -170,8 +192,10 @@ def rebuild_pairs(model: TreeModel, targets: Sequence[ViewTarget]) -> None:
 def render(model: TreeModel, target: ViewTarget) -> torch.Tensor:
     """The model's line integrals in one view (flat), through its current pairs."""
     image = target.measured.new_zeros(target.pixel_count)
-    image = render_pairs(target.pairs, piece_chords, target.source, model.piece_parts(), image)
-    return render_pairs(target.cap_pairs, cap_chords, target.source, model.cap_parts(), image)
+    image = render_pairs(target.pairs, piece_chords, target.source, target.piece_parts(model),
+                         image)
+    return render_pairs(target.cap_pairs, cap_chords, target.source, target.cap_parts(model),
+                        image)
 
 
 def data_loss(rendered: torch.Tensor, target: ViewTarget, mode: str, k: float
@@ -216,15 +240,31 @@ class RefineOutcome:
     steps: int
 
 
+def _groups(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSettings,
+            fit_tree: bool, calibration: CalibrationSettings | None) -> list[dict]:
+    """Adam's parameter groups: the tree (when ``fit_tree``) and the views' motions."""
+    groups = [{"params": [model.points], "lr": settings.learning_rate_mm},
+              {"params": [model.log_radii], "lr": settings.learning_rate_log_radius}] \
+        if fit_tree else []
+    for motion in (t.motion for t in targets if t.motion is not None):
+        assert calibration is not None, "a view's motion is fitted with calibration settings"
+        groups += [{"params": [motion.rotation], "lr": calibration.learning_rate_rad},
+                   {"params": [motion.coordinates], "lr": calibration.learning_rate_mm}]
+    return groups
+
+
 def refine(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSettings,
            iterations: int, mode: str, k: float, spacing_mm: float, progress: Progress,
-           stage: str = "refining") -> RefineOutcome:
-    """Fit ``model`` (in place) to ``targets``; see the module docstring."""
-    model.points.requires_grad_(True)
-    model.log_radii.requires_grad_(True)
-    optimiser = torch.optim.Adam([
-        {"params": [model.points], "lr": settings.learning_rate_mm},
-        {"params": [model.log_radii], "lr": settings.learning_rate_log_radius}])
+           stage: str = "refining", fit_tree: bool = True,
+           calibration: CalibrationSettings | None = None) -> RefineOutcome:
+    """Fit ``model`` (in place, unless not ``fit_tree``) and the targets' motions (with
+    ``calibration``'s step sizes) to ``targets``; see the module docstring."""
+    model.points.requires_grad_(fit_tree)
+    model.log_radii.requires_grad_(fit_tree)
+    groups = _groups(model, targets, settings, fit_tree, calibration)
+    if not groups:
+        return RefineOutcome([], 0)
+    optimiser = torch.optim.Adam(groups)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1))
     losses: list[float] = []
     best, since_best = float("inf"), 0
@@ -240,6 +280,9 @@ def refine(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSett
         loss.backward()
         optimiser.step()
         schedule.step()
+        for target in targets:
+            if target.motion is not None:
+                target.motion.clamp_()
         value = float(loss.detach())
         losses.append(value)
         progress(Step(stage, step + 1, iterations, "iteration", value))
