@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar
 
+import numpy as np
+
 from sdfcar.errors import bad_input
 from sdfcar.methods.catalogue import METHODS
 from sdfcar.methods.field.method import FieldSettings
@@ -66,9 +68,8 @@ class HullSettings:
     POSITIVE: ClassVar[tuple[str, ...]] = ("max_fraction",)
 
 
-#: ``calibration.mode`` values, and the priors for the shift along the baseline.
+#: ``calibration.mode`` values.
 CALIBRATION_MODES = ("auto", "on", "off")
-BASELINE_PRIORS = ("head-feet", "smallest")
 
 
 @dataclass(frozen=True)
@@ -76,25 +77,40 @@ class CalibrationSettings:
     """C-arm self-calibration of view 2 (:mod:`sdfcar.pipeline.calibration`)."""
 
     #: ``on``, ``off``, or ``auto``: on for line-integral views whose epipolar inconsistency
-    #: at the given geometry exceeds ``auto_inconsistency`` (exact geometry: ~6e-5 on lca0,
-    #: noise-free or 5 % noise; a 1 degree or 1 mm error: 1e-3 to 4e-2). Masks: off.
+    #: at the given geometry exceeds ``auto_inconsistency`` (exact geometry: 5e-5 to 1.4e-3,
+    #: lca0 noise-free, 5 % noise, synthetic XA; 1 degree or 1 mm of error: 1e-3 to 4e-2).
     mode: str = "auto"
+    #: Bounds of view 2's correction, per rotation (degrees) and shift component (mm).
     max_rotation_deg: float = 5.0
     max_translation_mm: float = 10.0
-    baseline_prior: str = "head-feet"
-    auto_inconsistency: float = 1e-3
-    #: Methods that fit the pose with their model (the tree method): steps of view 2's pose
-    #: alone on the binned views first, and Adam's step sizes (rad, mm).
+    #: The prior that chooses among the corrections the views cannot tell apart: standard
+    #: deviations of the angle error (degrees), of a lateral / anterior-posterior shift
+    #: (isocenter, table; mm) and of a head-feet shift (breathing, 4.9 +- 1.9 mm; mm).
+    prior_rotation_deg: float = 1.0
+    prior_shift_mm: float = 2.0
+    prior_head_feet_mm: float = 5.0
+    auto_inconsistency: float = 2e-3
+    #: Methods that refine the pose with their model (the tree method), along the directions
+    #: the views determine only: steps of the pose alone on the binned views first, and
+    #: Adam's step size (degrees or mm).
     pose_iterations: int = 60
-    learning_rate_rad: float = 5e-4
-    learning_rate_mm: float = 0.05
+    learning_rate: float = 0.02
 
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mode": CALIBRATION_MODES,
-                                                     "baseline_prior": BASELINE_PRIORS}
-    POSITIVE: ClassVar[tuple[str, ...]] = ("max_rotation_deg", "max_translation_mm",
-                                           "pose_iterations",
-                                           "auto_inconsistency", "learning_rate_rad",
-                                           "learning_rate_mm")
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mode": CALIBRATION_MODES}
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        "max_rotation_deg", "max_translation_mm", "prior_rotation_deg", "prior_shift_mm",
+        "prior_head_feet_mm", "auto_inconsistency", "pose_iterations", "learning_rate")
+
+    @property
+    def prior_scale(self) -> np.ndarray:
+        """Standard deviations of the six correction components (3 degrees, 3 mm)."""
+        return np.array([self.prior_rotation_deg] * 3
+                        + [self.prior_shift_mm] * 2 + [self.prior_head_feet_mm])
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """Bounds of the six correction components."""
+        return np.array([self.max_rotation_deg] * 3 + [self.max_translation_mm] * 3)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class PoseFreedom:
+    """How a method may refine view 2's pose (self-calibration): along the correction
+    directions the views determine, from the correction found so far, within the bounds."""
+
+    #: Orthonormal ``(k, 6)`` directions of the six correction numbers (rotation vector in
+    #: degrees, shift in mm) that the views determine.
+    directions: np.ndarray
+    #: The correction already in the problem's geometry (six numbers, from the given one).
+    start: np.ndarray
+    settings: CalibrationSettings
+
+
+@dataclass(frozen=True)
 class Problem:
     """What every method fits: two measured views, their geometry and their silhouettes."""
 
@@ -47,8 +60,8 @@ class Problem:
     device: torch.device
     seed: int
     #: Self-calibration is on (:mod:`sdfcar.pipeline.calibration` corrected the geometry):
-    #: a method with a model of its own may refine view 2's pose with these settings.
-    calibration: CalibrationSettings | None = None
+    #: how a method with a model of its own may refine view 2's pose. None: as given.
+    calibration: PoseFreedom | None = None
 
     @property
     def grid(self) -> VolumeGrid:

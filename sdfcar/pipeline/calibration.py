@@ -1,21 +1,27 @@
-"""C-arm self-calibration, before any method runs: view 2's rigid motion relative to view 1
+"""C-arm self-calibration, before any method runs: view 2's rigid motion relative to view 1,
 found from the two views alone.
 
 View 1 is the reference (the problem has no gauge freedom). View 2's C-arm may be turned
 about the isocenter by a small rotation vector and shifted
 (:meth:`~sdfcar.geometry.ViewGeometry.moved`): positioner angles read to a fraction of a
 degree, isocenter and table drift, and the heart's breathing motion between the two runs
-(the tree moved by ``m`` in view 2 is the C-arm moved by ``-m``). The correction that makes
-the two views' epipolar plane profiles agree (:mod:`sdfcar.physics.epipolar`) is found by
-Nelder-Mead from no correction, on profiles blurred by 2, 1, then 0.5 mm, within the bounds
-(``max_rotation_deg`` per rotation component, ``max_translation_mm`` per shift component
-across the baseline). Every method then fits the corrected views; a method with a model of
-its own refines the pose further with it (the tree method,
-:mod:`sdfcar.methods.tree.pose`).
+(the tree moved by ``m`` in view 2 is the C-arm moved by ``-m``). The correction is the
+most probable one that makes the two views' epipolar plane profiles agree
+(:mod:`sdfcar.physics.epipolar`): Nelder-Mead from no correction on profiles blurred by 2,
+1, then 0.5 mm, of the inconsistency plus :data:`PRIOR_WEIGHT` times the squared correction
+in the prior's standard deviations (``calibration.prior_*``), within the bounds.
 
-**Not identifiable from two views**: a shift of view 2 along the baseline (source 1 to source
-2) keeps every ray in its epipolar plane and only scales the reconstruction about source 1;
-a prior sets it (:class:`~sdfcar.geometry.correction.ShiftBasis`).
+**What two views cannot see.** A shift of view 2 along the baseline (source 1 to source 2)
+keeps every ray in its epipolar plane; it only scales the reconstruction about source 1.
+With an X-ray detector's narrow cone (+-4 degrees) two more combinations come close: a turn
+about the axis across the baseline in the detector plane (with a shift), and a shift along
+view 2's beam (a 0.1 % change of magnification per mm). On lca0 at the reference views the
+inconsistency's curvature along those three is 1e-5 of the largest; the views determine the
+other three (:func:`seen_directions`). Along the unseen ones the prior decides, so the
+correction is right there only as far as the prior is (a head-feet shift: yes; a lateral
+isocenter error: partly). Every method then fits the corrected views; a method with a model
+of its own refines the pose along the seen directions (the tree method,
+:mod:`sdfcar.methods.tree.pose`).
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from scipy import optimize
 
 from sdfcar.config import CalibrationSettings
 from sdfcar.geometry import CaseGeometry, ViewGeometry
-from sdfcar.geometry.correction import Correction, ShiftBasis
-from sdfcar.methods.base import Problem
+from sdfcar.geometry.correction import Correction
+from sdfcar.methods.base import PoseFreedom, Problem
 from sdfcar.physics.epipolar import ViewSamples, inconsistency, profiles
 
 log = logging.getLogger("sdfcar")
@@ -38,18 +44,22 @@ log = logging.getLogger("sdfcar")
 #: Half width (mm at the isocenter) of the plane profiles: the heart fits well inside.
 PROFILE_HALF_WIDTH_MM = 90.0
 PROFILE_BIN_MM = 0.25
-#: Blurs of the coarse-to-fine epipolar search (mm).
+#: Blurs of the coarse-to-fine epipolar search (mm), and its evaluations per blur.
 SEARCH_BLURS_MM = (2.0, 1.0, 0.5)
-SEARCH_EVALUATIONS = 400
-
-
-def _clipped(x: np.ndarray, settings: CalibrationSettings) -> np.ndarray:
-    bound = np.array([settings.max_rotation_deg] * 3 + [settings.max_translation_mm] * 2)
-    return np.clip(x, -bound, bound)
+SEARCH_EVALUATIONS = 600
+#: Weight of the prior: small against every direction the views determine (the weakest
+#: seen one curves by 4e-3 per degree or mm squared on lca0), decisive along the unseen.
+PRIOR_WEIGHT = 1e-4
+#: A direction is seen when the inconsistency curves along it by at least this fraction of
+#: its largest curvature (unseen ones: ~1e-5 on lca0, seen ones: 0.04-1).
+SEEN_CURVATURE = 1e-3
+#: Finite-difference step of that curvature (degrees or mm).
+CURVATURE_STEP = 0.1
 
 
 class EpipolarSearch:
-    """The epipolar inconsistency of two views as a function of view 2's correction."""
+    """The epipolar inconsistency of two views as a function of view 2's correction
+    (six numbers: rotation vector in degrees, shift in mm)."""
 
     def __init__(self, views: tuple[ViewGeometry, ViewGeometry],
                  measured: tuple[np.ndarray, np.ndarray], silhouettes: tuple[np.ndarray, ...],
@@ -57,30 +67,48 @@ class EpipolarSearch:
         self.first, self.second = views
         self.images = [np.where(s, m, 0.0) for m, s in zip(measured, silhouettes)]
         self.samples_first = ViewSamples.of(self.first, self.images[0], 0.0)
-        self.basis = ShiftBasis.of(self.first, self.second, settings.baseline_prior)
         self.settings = settings
 
-    def correction(self, x: np.ndarray) -> Correction:
-        """The correction of search coordinates ``x`` (3 angles in degrees, 2 shifts)."""
-        x = _clipped(np.asarray(x, float), self.settings)
-        return Correction(x[:3], self.basis.shift(x[3:]))
+    def clipped(self, x: np.ndarray) -> np.ndarray:
+        """``x`` within the bounds."""
+        return np.clip(np.asarray(x, float), -self.settings.bounds, self.settings.bounds)
 
     def inconsistency(self, x: np.ndarray, blur_mm: float = SEARCH_BLURS_MM[-1]) -> float:
         """The views' inconsistency with view 2 corrected by ``x``."""
-        view = self.correction(x).applied(self.second)
+        view = Correction.of_vector(self.clipped(x)).applied(self.second)
         samples = ViewSamples.of(view, self.images[1], 0.0)
         first, second = profiles((self.first, view), (self.samples_first, samples),
                                  np.zeros(3), PROFILE_HALF_WIDTH_MM, PROFILE_BIN_MM, blur_mm)
         return inconsistency(first, second)
 
+    def objective(self, x: np.ndarray, blur_mm: float) -> float:
+        """Inconsistency plus the prior (see the module docstring)."""
+        prior = float(np.sum((np.asarray(x) / self.settings.prior_scale) ** 2))
+        return self.inconsistency(x, blur_mm) + PRIOR_WEIGHT * prior
+
     def search(self) -> np.ndarray:
-        """The search coordinates of the most consistent correction (coarse to fine)."""
-        x = np.zeros(5)
+        """The most probable consistent correction (coarse to fine)."""
+        x = np.zeros(6)
         for blur in SEARCH_BLURS_MM:
-            x = optimize.minimize(self.inconsistency, x, args=(blur,), method="Nelder-Mead",
-                                  options={"maxfev": SEARCH_EVALUATIONS, "xatol": 0.01,
-                                           "fatol": 1e-8}).x
-        return _clipped(x, self.settings)
+            x = optimize.minimize(self.objective, x, args=(blur,), method="Nelder-Mead",
+                                  options={"maxfev": SEARCH_EVALUATIONS, "xatol": 0.005,
+                                           "fatol": 1e-9}).x
+        return self.clipped(x)
+
+    def seen_directions(self, x: np.ndarray) -> np.ndarray:
+        """Orthonormal directions ``(k, 6)`` of the correction that the views determine at
+        ``x``: the inconsistency's curvature along them is at least :data:`SEEN_CURVATURE`
+        of the largest (finite differences of :data:`CURVATURE_STEP`)."""
+        h, eye = CURVATURE_STEP, np.eye(6)
+        hessian = np.zeros((6, 6))
+        for i in range(6):
+            for j in range(i, 6):
+                corners = [self.inconsistency(x + h * (si * eye[i] + sj * eye[j]))
+                           for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+                hessian[i, j] = hessian[j, i] = (corners[0] - corners[1] - corners[2]
+                                                 + corners[3]) / (4 * h * h)
+        curvature, vectors = np.linalg.eigh(hessian)
+        return vectors[:, curvature >= SEEN_CURVATURE * max(curvature.max(), 1e-30)].T
 
 
 @dataclass
@@ -94,11 +122,12 @@ class Calibration:
     geometry: CaseGeometry
     inconsistency: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    seen: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
 
     @classmethod
     def run(cls, problem: Problem, settings: CalibrationSettings) -> Calibration:
         """Decide (``auto``: line integrals whose epipolar inconsistency is high), then
-        correct view 2 until the views' epipolar profiles agree."""
+        correct view 2 (see the module docstring)."""
         given = problem.geometry
         wanted = settings.mode == "on" or (settings.mode == "auto"
                                            and problem.target == "integral")
@@ -106,14 +135,15 @@ class Calibration:
             return cls(settings, given, False, given)
         search = EpipolarSearch(given.views, problem.measured[:2], problem.silhouettes,
                                 settings)
-        before = search.inconsistency(np.zeros(5))
+        before = search.inconsistency(np.zeros(6))
         calibration = cls(settings, given, True, given, {"given": round(before, 6)})
         if settings.mode == "auto" and before <= settings.auto_inconsistency:
             calibration.active = False
             return calibration
         x = search.search()
         calibration.inconsistency["corrected"] = round(search.inconsistency(x), 6)
-        calibration.add(search.correction(x), "epipolar")
+        calibration.seen = search.seen_directions(x)
+        calibration.add(Correction.of_vector(x), "epipolar")
         return calibration
 
     def add(self, correction: Correction, stage: str) -> None:
@@ -123,9 +153,10 @@ class Calibration:
         self.stages.append({"stage": stage, **correction.to_dict()})
 
     def problem(self, problem: Problem) -> Problem:
-        """``problem`` in the corrected geometry, its methods told whether to refine it."""
-        return replace(problem, geometry=self.geometry,
-                       calibration=self.settings if self.active else None)
+        """``problem`` in the corrected geometry, with the pose freedom its method may use."""
+        start = Correction.difference(self.geometry.views[1], self.given.views[1])
+        freedom = PoseFreedom(self.seen, start.vector, self.settings) if self.active else None
+        return replace(problem, geometry=self.geometry, calibration=freedom)
 
     def finish(self, fitted: CaseGeometry | None) -> dict[str, Any]:
         """The run record's section, once the method has run (``fitted``: the geometry it
@@ -135,18 +166,19 @@ class Calibration:
                 fitted.views[1], self.geometry.views[1]).to_dict()})
             self.geometry = fitted
         total = Correction.difference(self.geometry.views[1], self.given.views[1])
-        at_bound = total.at_bound(self.settings.max_rotation_deg,
-                                  self.settings.max_translation_mm) if self.active else []
+        at_bound = total.at_bound(self.settings.bounds) if self.active else []
         if self.active:
             log.info("self-calibration: view 2 corrected by %s (epipolar inconsistency "
                      "%.2g -> %.2g)", total.describe(), self.inconsistency["given"],
                      self.inconsistency["corrected"])
         if at_bound:
             log.warning("self-calibration: view 2's correction reached its bound (%s); the "
-                        "geometry may be off by more than the bounds allow",
-                        ", ".join(at_bound))
+                        "views may hold more than the vessels, or the geometry may be off by "
+                        "more than the bounds allow", ", ".join(at_bound))
         return {"mode": self.settings.mode, "active": self.active,
                 "inconsistency": self.inconsistency, "stages": self.stages,
                 "total": total.to_dict(), "at_bound": at_bound,
-                "not_identifiable": "view 2's shift along the baseline (set by the "
-                                    f"{self.settings.baseline_prior} prior)"}
+                "seen_directions": np.round(self.seen, 3).tolist(),
+                "not_identifiable": f"{6 - len(self.seen)} of the 6 correction directions "
+                                    "(set by the prior; see sdfcar.pipeline.calibration)"
+                                    if self.active else ""}

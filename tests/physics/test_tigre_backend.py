@@ -104,6 +104,12 @@ def test_oblique_grid_is_rejected() -> None:
         tigre_geometry_for(VIEWS["AP"], oblique)
 
 
+def test_a_self_calibrated_view_is_rejected() -> None:
+    corrected = VIEWS["AP"].moved((0.0, 0.0, 1.0), (0.0, 0.0, 2.0))
+    with pytest.raises(ValueError, match="torch backend"):
+        tigre_geometry_for(corrected, VolumeGrid((8, 8, 8), (1.0, 1.0, 1.0)))
+
+
 @pytest.mark.skipif(tigre_available(), reason="TIGRE is installed")
 def test_projector_requires_tigre() -> None:
     with pytest.raises(RuntimeError, match="TIGRE is not available"):

@@ -30,7 +30,6 @@ from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
 from sdfcar.methods.base import Problem, Reconstruction
-from sdfcar.geometry.correction import ShiftBasis
 from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
 from sdfcar.methods.tree.refine import RefineSettings, refine, view_targets
@@ -118,11 +117,10 @@ def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coar
     """``vessels`` refined against the problem's views (binned first when ``coarse``; when
     self-calibrating, view 2's pose alone first, then with the tree), the steps taken, and
     the problem in the geometry refined with them."""
-    refined, calibration = settings.refine, problem.calibration
+    refined, freedom = settings.refine, problem.calibration
     model = TreeModel.from_segments(vessels, torch.float32, problem.device)
-    motion = None if calibration is None else Motion(
-        ShiftBasis.of(*problem.geometry.views, calibration.baseline_prior), calibration,
-        torch.float32, problem.device)
+    motion = None if freedom is None else Motion(freedom, torch.float32, problem.device)
+    calibration = None if freedom is None else freedom.settings
     steps = 0
     levels = ((refined.binning, refined.coarse_iterations),) if coarse else ()
     for index, (binning, iterations) in enumerate(levels + ((1, refined.fine_iterations),)):
@@ -137,8 +135,11 @@ def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coar
                             calibration).steps
     if motion is not None:
         first, second = problem.geometry.views
-        views = (first, motion.correction().applied(second))
-        problem = replace(problem, geometry=replace(problem.geometry, views=views))
+        further = motion.correction()
+        views = (first, further.applied(second))
+        freedom = replace(freedom, start=freedom.start + further.vector)
+        problem = replace(problem, geometry=replace(problem.geometry, views=views),
+                          calibration=freedom)
     return model.to_segments(), steps, problem
 
 

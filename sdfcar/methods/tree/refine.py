@@ -124,7 +124,7 @@ class ViewTarget:
         """The model's caps as this view sees them (:meth:`TreeModel.cap_parts`)."""
         centres, normals, radii = model.cap_parts()
         if self.motion is not None:
-            normals = self.motion.directions(normals)
+            normals = self.motion.directions_seen(normals)
         return self.seen(centres), normals, radii
 
     def project(self, points: torch.Tensor) -> torch.Tensor:
@@ -248,8 +248,8 @@ def _groups(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSet
         if fit_tree else []
     for motion in (t.motion for t in targets if t.motion is not None):
         assert calibration is not None, "a view's motion is fitted with calibration settings"
-        groups += [{"params": [motion.rotation], "lr": calibration.learning_rate_rad},
-                   {"params": [motion.coordinates], "lr": calibration.learning_rate_mm}]
+        if len(motion.coordinates):
+            groups.append({"params": [motion.coordinates], "lr": calibration.learning_rate})
     return groups
 
 
