@@ -87,7 +87,8 @@ def reference_fit(arc: np.ndarray, diameter: np.ndarray) -> tuple[float, float]:
 def lesion_extent(arc: np.ndarray, diameter: np.ndarray, reference: np.ndarray,
                   fraction: float, centre: int) -> tuple[float, float] | None:
     """Start and end (arc, mm) of the contiguous stretch around sample ``centre`` where
-    ``diameter < fraction * reference``, ends interpolated; None when ``centre`` is not in it."""
+    ``diameter < fraction * reference``, ends interpolated; None when ``centre`` is not in
+    it or the stretch reaches the first or last sample."""
     excess = diameter / reference - fraction  # negative inside the lesion
     if excess[centre] >= 0:
         return None
@@ -96,8 +97,9 @@ def lesion_extent(arc: np.ndarray, diameter: np.ndarray, reference: np.ndarray,
         first -= 1
     while last < len(excess) - 1 and excess[last + 1] < 0:
         last += 1
-    return (_crossing(arc, excess, first - 1, first) if first > 0 else float(arc[0]),
-            _crossing(arc, excess, last + 1, last) if last < len(arc) - 1 else float(arc[-1]))
+    if first == 0 or last == len(excess) - 1:
+        return None  # runs into the end of the range: a taper, not a bounded lesion
+    return _crossing(arc, excess, first - 1, first), _crossing(arc, excess, last + 1, last)
 
 
 def _crossing(arc: np.ndarray, excess: np.ndarray, outside: int, inside: int) -> float:

@@ -130,3 +130,25 @@ def test_bad_centrelines_name_the_field():
     tree = CentrelineTree.from_record(analytic_tree())
     with pytest.raises(InputError, match="--vessel: no vessel 'LAD' \\(vessels: vessel 1"):
         tree.vessel("LAD")
+
+
+def test_a_taper_into_the_tip_is_not_a_lesion():
+    points, s = line((0, 0, 0), (0, 1, 0), 30)
+    radii = np.where(s < 27, 1.5, 1.5 - 0.3 * (s - 27))
+    row = vessel_qca(CentrelineTree.from_record([record("v", None, points, radii)]).vessels[0])
+    assert row["diameter_stenosis_pct"] > 30 and row["mld_position_mm"] == pytest.approx(29.0)
+    assert row["lesion_length_mm"] == 0.0 and row["severe_lesion_length_mm"] == 0.0
+
+
+def test_record_is_plain_json_and_compact_keeps_the_table():
+    import json
+
+    from sdfcar.analysis.summary import compact, unavailable
+
+    section = analyse(analytic_tree(), REFERENCE_VIEWS).record()
+    assert json.loads(json.dumps(section, allow_nan=False)) == section
+    assert len(section["working_views"]["foreshortening"]) == 25  # primary -60..60, 5 deg
+    short = compact(section)
+    assert short["vessels"] == section["vessels"] and len(short["bifurcations"]) == 2
+    assert set(short["working_views"]) == {"vessel", "target", "segment_mm", "best"}
+    assert compact(unavailable("voxel")) == unavailable("voxel")
