@@ -70,6 +70,18 @@ class Analysis:
                                   "reference_view": 1, **self.view_map.to_dict()}}
 
 
+def compact(section: dict[str, Any]) -> dict[str, Any]:
+    """A ``qca`` section without its map grids, views and topology: the table, the
+    bifurcation angles and the best working views (what MONAI Label answers with)."""
+    if not section.get("available"):
+        return dict(section)
+    views = section["working_views"]
+    return {"available": True, "definitions": section["definitions"],
+            "vessels": section["vessels"], "bifurcations": section["bifurcations"],
+            "working_views": {key: views[key] for key in ("vessel", "target", "segment_mm",
+                                                          "best")}}
+
+
 def view_columns(count: int) -> tuple[str, ...]:
     """``foreshortening_view1, overlap_view1, ...`` for ``count`` views."""
     return tuple(f"{kind}_view{n}" for n in range(1, count + 1)
@@ -81,6 +93,17 @@ def unavailable(method: str) -> dict[str, Any]:
     return {"available": False,
             "reason": f"the {method} method gives a label, not centrelines with radii "
                       "(QCA needs the tubes or tree method, e.g. --preset sdf-tree)"}
+
+
+def of_reconstruction(method: str, statistics: dict[str, Any],
+                      views: Sequence[ViewGeometry]) -> tuple[Analysis | None, dict[str, Any]]:
+    """The analysis of a method's ``statistics`` (its ``centrelines``) and the run record's
+    ``qca`` section; no analysis, and the reason in the section, without centrelines."""
+    centrelines = statistics.get("centrelines")
+    if centrelines is None:
+        return None, unavailable(method)
+    analysis = analyse(centrelines, views, where=f"statistics.{method}.centrelines")
+    return analysis, analysis.record()
 
 
 def analyse(centrelines: Any, views: Sequence[ViewGeometry], vessel: str | None = None,
@@ -138,7 +161,7 @@ def load_folder(recon_dir: str | Path, vessel: str | None = None) -> Analysis:
     the ``qca`` section's views); one-line errors name the file and the field."""
     path = Path(recon_dir) / "run.json"
     if not Path(recon_dir).is_dir():
-        raise bad_input(str(recon_dir), "not a reconstruction folder (no such folder)")
+        raise bad_input(str(recon_dir), "not a reconstruction folder (not a folder)")
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:

@@ -30,10 +30,11 @@ class Segment:
 
 
 def centreline_record(vessels: Sequence[Segment]) -> list[dict[str, Any]]:
-    """The vessels' centrelines (LPS mm) and radii (mm), rounded to 0.01 mm, for the run
-    record (``statistics.<method>.centrelines``; :mod:`sdfcar.analysis` reads it back)."""
-    return [{"name": v.name, "parent": v.parent,
-             "points": np.round(v.points, 2).tolist(), "radii": np.round(v.radii, 3).tolist()}
+    """The vessels' centrelines (LPS mm, rounded to 0.01 mm) and radii (mm, to 0.001 mm and
+    at least that), for the run record (``statistics.<method>.centrelines``;
+    :mod:`sdfcar.analysis` reads it back)."""
+    return [{"name": v.name, "parent": v.parent, "points": np.round(v.points, 2).tolist(),
+             "radii": np.maximum(np.round(v.radii, 3), 0.001).tolist()}
             for v in vessels]
 
 

@@ -41,6 +41,9 @@ class RunRecord:
     #: ``--output-spacing``) and how it was filled: "fit" (the fit's own grid), "model" (the
     #: method's continuous model evaluated on it) or "interpolated" (occupancy, trilinear).
     output_grid: dict[str, Any] = field(default_factory=dict)
+    #: Quantitative coronary analysis of the method's centrelines (``available`` false, with
+    #: the ``reason``, for methods without them; :mod:`sdfcar.analysis`, ``docs/qca.md``).
+    qca: dict[str, Any] = field(default_factory=dict)
     sdfcar_version: str = __version__
     torch_version: str = torch.__version__
     #: Sections front ends add (scores against ground truth, batch case, ...).
