@@ -58,7 +58,8 @@ from SlicerSDFCARLib.requirements import (
     missing_requirements,
     read_requirements,
 )
-from SlicerSDFCARLib.results import ImportedResults, ResultImportError, import_results
+from SlicerSDFCARLib.results import (ImportedResults, ResultImportError, import_results,
+                                     qca_line)
 from SlicerSDFCARLib.validation import Issue, ViewInput, has_errors, validate_views
 
 MODULE_DIR = Path(__file__).resolve().parent
@@ -555,8 +556,11 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         except ResultImportError as error:
             return RunOutcome(False, str(error), run.folder)
         seconds = time.monotonic() - run.started
-        return RunOutcome(True, f"Done in {seconds:.0f} s: '{results.segmentation.GetName()}' "
-                                f"(files in {run.folder})", run.folder, results)
+        message = (f"Done in {seconds:.0f} s: '{results.segmentation.GetName()}' "
+                   f"(files in {run.folder})")
+        if results.qca:
+            message += f". {qca_line(results.qca)}"
+        return RunOutcome(True, message, run.folder, results)
 
 
 class SlicerSDFCARTest(ScriptedLoadableModuleTest):
