@@ -5,7 +5,8 @@
   per-point measurement ``Radius`` (mm).
 * ``centerlines.vtp``: VTK XML PolyData (ASCII), one polyline per vessel in LPS mm, point
   data ``Radius`` (mm) and ``VesselId`` (the vessel's index in the markups file and in
-  ``run.json``'s ``qca.topology``), cell data ``VesselId``.
+  ``run.json``'s ``qca.topology``), cell data ``VesselId``, field data ``SPACE`` = ``LPS``
+  (what 3D Slicer's model reader looks for).
 * ``qca.csv``: the QCA table, one row per vessel (``docs/qca.md``).
 * ``working_views.png``: the working-view map (:mod:`sdfcar.io.working_views`).
 """
@@ -32,6 +33,9 @@ WORKING_VIEWS_FILE = "working_views.png"
 MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/main/Modules/Loadable/"
                   "Markups/Resources/Schema/markups-schema-v1.0.3.json#")
 RADIUS = "Radius"
+#: The field 3D Slicer reads a model's coordinate system from (the bytes of "LPS", then 0).
+SPACE_LPS = ('<FieldData><Array type="String" Name="SPACE" NumberOfTuples="1" format="ascii">'
+             '76 80 83 0</Array></FieldData>')
 
 
 def write_analysis(folder: Path, analysis: Analysis) -> None:
@@ -92,7 +96,8 @@ def write_vtp(path: str | Path, tree: CentrelineTree) -> Path:
     path = Path(path)
     path.write_text('<?xml version="1.0"?>\n<!-- sdfcar centrelines, LPS mm -->\n'
                     '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" '
-                    f'header_type="UInt64">\n<PolyData>\n{piece}\n</PolyData>\n</VTKFile>\n')
+                    f'header_type="UInt64">\n<PolyData>\n{SPACE_LPS}\n{piece}\n</PolyData>\n'
+                    '</VTKFile>\n')
     return path
 
 

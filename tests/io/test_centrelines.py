@@ -41,6 +41,7 @@ def test_vtp_reads_back_with_vtk(written):
     points = vtk_to_numpy(polydata.GetPoints().GetData())
     radius = vtk_to_numpy(polydata.GetPointData().GetArray("Radius"))
     assert polydata.GetPointData().GetScalars().GetName() == "Radius"
+    assert polydata.GetFieldData().GetAbstractArray("SPACE").GetValue(0) == "LPS"
     assert points == pytest.approx(np.concatenate([v.points for v in vessels]), abs=1e-4)
     assert radius == pytest.approx(np.concatenate([v.radii for v in vessels]), abs=1e-5)
     lines = polydata.GetLines()
@@ -81,3 +82,17 @@ def test_qca_table_has_a_row_per_vessel(written):
     assert rows[0]["parent"] == "" and rows[1]["parent"] == "vessel 1"
     assert rows[0]["lesion_start_mm"] == ""  # None: no lesion
     assert (folder / WORKING_VIEWS_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vtp_loads_as_a_slicer_model_in_patient_space(written):
+    slicer = pytest.importorskip("slicer")
+    folder, analysis = written
+    scene = slicer.vtkMRMLScene()
+    model = slicer.vtkMRMLModelNode()
+    scene.AddNode(model)
+    storage = slicer.vtkMRMLModelStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(folder / VTP_FILE))
+    assert storage.ReadData(model)
+    point = np.array(model.GetPolyData().GetPoint(0))
+    assert point == pytest.approx([-1, -1, 1] * analysis.tree.vessels[0].points[0], abs=1e-4)
