@@ -59,7 +59,7 @@ from SlicerSDFCARLib.requirements import (
     read_requirements,
 )
 from SlicerSDFCARLib.results import (ImportedResults, ResultImportError, import_results,
-                                     qca_line)
+                                     qca_line, working_view_camera)
 from SlicerSDFCARLib.validation import Issue, ViewInput, has_errors, validate_views
 
 MODULE_DIR = Path(__file__).resolve().parent
@@ -298,6 +298,8 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if outcome.success:
             self.ui.progressBar.value = 100
             slicer.util.resetThreeDViews()
+            if outcome.results is not None:
+                self.logic.showWorkingView(outcome.results)
 
     def onBrowseOutputFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
@@ -515,6 +517,22 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                          onProgress, onLog, onFinished)
         self._timer.start()
         return folder
+
+    @staticmethod
+    def showWorkingView(results: ImportedResults, rank: int = 0) -> bool:
+        """Point the first 3D view's camera as the ``rank``-th best working view's angiogram
+        sees the tree (:func:`working_view_camera`); False without QCA."""
+        camera = working_view_camera(results, rank)
+        if camera is None:
+            return False
+        view = slicer.app.layoutManager().threeDWidget(0).threeDView()
+        node = slicer.modules.cameras.logic().GetViewActiveCameraNode(view.mrmlViewNode())
+        position, focal, up = camera
+        node.SetFocalPoint(focal)
+        node.SetPosition(position)
+        node.SetViewUp(up)
+        node.ResetClippingRange()
+        return True
 
     def cancel(self) -> None:
         """Stop the running reconstruction (its outcome is reported as cancelled)."""

@@ -144,6 +144,31 @@ def qca_line(qca: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+#: LPS -> RAS: the first two axes change sign.
+LPS_TO_RAS = (-1.0, -1.0, 1.0)
+#: Distance of the 3D view's camera from the target in a working view (mm).
+CAMERA_DISTANCE_MM = 400.0
+
+
+def working_view_camera(results: ImportedResults, rank: int = 0,
+                        distance_mm: float = CAMERA_DISTANCE_MM
+                        ) -> tuple[list[float], list[float], list[float]] | None:
+    """Camera position, focal point and view-up (RAS) that show the tree as the ``rank``-th
+    best working view's angiogram does: looking from the detector towards the source at the
+    target vessel's centre, image up as view-up. None without QCA."""
+    views = (results.qca or {}).get("working_views") or {}
+    best = views.get("best") or []
+    if rank >= len(best):
+        return None
+    curves = [c for c in results.centrelines if c.GetName() == views.get("vessel")]
+    points = [curves[0].GetNthControlPointPositionWorld(i)
+              for i in range(curves[0].GetNumberOfControlPoints())] if curves else [(0, 0, 0)]
+    focal = [sum(p[axis] for p in points) / len(points) for axis in range(3)]
+    beam = [LPS_TO_RAS[axis] * best[rank]["beam_lps"][axis] for axis in range(3)]
+    up = [LPS_TO_RAS[axis] * best[rank]["image_up_lps"][axis] for axis in range(3)]
+    return [f + distance_mm * b for f, b in zip(focal, beam)], focal, up
+
+
 def _remove(scene: Any, nodes: list[Any]) -> None:
     """Remove ``nodes`` and the display nodes reading may have given them."""
     for node in reversed(nodes):

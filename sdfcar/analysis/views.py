@@ -93,6 +93,12 @@ class ViewMap:
     secondary_deg: np.ndarray  # (S,)
     foreshortening: np.ndarray  # (P, S)
     overlap: np.ndarray  # (P, S)
+    reference: ViewGeometry  # distances and detector of every view of the map
+
+    def view(self, primary_deg: float, secondary_deg: float) -> ViewGeometry:
+        """The map's view at ``(primary_deg, secondary_deg)``."""
+        return replace(self.reference, primary_angle_deg=float(primary_deg),
+                       secondary_angle_deg=float(secondary_deg))
 
     @property
     def score(self) -> np.ndarray:
@@ -110,10 +116,19 @@ class ViewMap:
                 chosen.append((int(p), int(s)))
             if len(chosen) == count:
                 break
-        return [{"primary_deg": float(self.primary_deg[p]),
-                 "secondary_deg": float(self.secondary_deg[s]),
-                 "foreshortening": float(self.foreshortening[p, s]),
-                 "overlap": float(self.overlap[p, s])} for p, s in chosen]
+        return [self._pick(p, s) for p, s in chosen]
+
+    def _pick(self, p: int, s: int) -> dict[str, Any]:
+        """One angle pair: its angles, scores, and its beam direction and image up direction
+        (LPS unit vectors: source to detector, and minus the detector's row direction), for
+        viewers that show the tree as that angiogram shows it."""
+        view = self.view(self.primary_deg[p], self.secondary_deg[s])
+        return {"primary_deg": float(self.primary_deg[p]),
+                "secondary_deg": float(self.secondary_deg[s]),
+                "foreshortening": float(self.foreshortening[p, s]),
+                "overlap": float(self.overlap[p, s]),
+                "beam_lps": np.round(view.beam_direction, 6).tolist(),
+                "image_up_lps": np.round(-view.row_direction, 6).tolist()}
 
     def to_dict(self) -> dict[str, Any]:
         """The map for the run record (fractions rounded to 0.001)."""
@@ -137,9 +152,11 @@ def working_view_map(target: np.ndarray, pairs: OverlapPairs, reference: ViewGeo
     secondary = angle_steps(SECONDARY_RANGE_DEG) if secondary_deg is None else secondary_deg
     shorter = np.zeros((len(primary), len(secondary)))
     hidden = np.zeros_like(shorter)
+    view_map = ViewMap(np.asarray(primary, float), np.asarray(secondary, float), shorter,
+                       hidden, reference)
     for i, p in enumerate(primary):
         for j, s in enumerate(secondary):
-            view = replace(reference, primary_angle_deg=float(p), secondary_angle_deg=float(s))
+            view = view_map.view(p, s)
             shorter[i, j] = foreshortening(target, view) or 0.0
             hidden[i, j] = pairs.overlap(view)
-    return ViewMap(np.asarray(primary, float), np.asarray(secondary, float), shorter, hidden)
+    return view_map

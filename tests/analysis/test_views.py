@@ -46,6 +46,8 @@ def test_working_view_search_finds_a_side_on_view():
                             (512, 512), (0.278, 0.278))
         analytic = 1.0 - math.sqrt(1.0 - float(t @ view.beam_direction / np.linalg.norm(t)) ** 2)
         assert pick["foreshortening"] == pytest.approx(analytic, abs=1e-3)
+        assert pick["beam_lps"] == pytest.approx(view.beam_direction, abs=1e-6)
+        assert pick["image_up_lps"] == pytest.approx(-view.row_direction, abs=1e-6)
     separations = [max(abs(a["primary_deg"] - b["primary_deg"]),
                        abs(a["secondary_deg"] - b["secondary_deg"]))
                    for n, a in enumerate(best) for b in best[n + 1:]]

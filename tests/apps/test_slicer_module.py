@@ -50,7 +50,7 @@ from sdfcar.progress import Step as Progress  # noqa: E402
 from SlicerSDFCARLib.requirements import (  # noqa: E402
     install_arguments, local_source, missing_requirements, read_requirements)
 from SlicerSDFCARLib.results import (  # noqa: E402
-    SEGMENTATION_FILE, ResultImportError, import_results, qca_line)
+    SEGMENTATION_FILE, ResultImportError, import_results, qca_line, working_view_camera)
 from SlicerSDFCARLib.validation import ViewInput, has_errors, validate_views  # noqa: E402
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -564,6 +564,20 @@ def test_result_import_loads_the_centrelines_as_radius_curves(mrml, tmp_path):
         assert display.GetActiveScalarName() == "Radius" and display.GetScalarVisibility()
     assert results.qca["vessels"][0]["length_mm"] == pytest.approx(40.0)
     assert len(results.qca["working_views"]["best"]) == 3
+    # the working view's camera looks along the beam (detector -> source reversed) at the
+    # target, image up as view-up, as the angiogram at those angles shows the tree
+    best = results.qca["working_views"]["best"][0]
+    position, focal, up = working_view_camera(results)
+    camera = mrml.vtkMRMLCameraNode()
+    camera.SetPosition(position)
+    camera.SetFocalPoint(focal)
+    camera.SetViewUp(up)
+    beam = LPS_TO_RAS[:3, :3] @ np.array(best["beam_lps"])
+    looking = np.array(camera.GetFocalPoint()) - np.array(camera.GetPosition())
+    assert looking / np.linalg.norm(looking) == pytest.approx(-beam, abs=1e-6)
+    assert focal == pytest.approx(LPS_TO_RAS[:3, :3] @ analysis.tree.vessels[0].points.mean(0))
+    assert np.array(camera.GetViewUp()) @ beam == pytest.approx(0.0, abs=1e-6)
+    assert working_view_camera(results, rank=3) is None
     line = qca_line(results.qca)
     assert line.startswith("QCA of 2 vessel(s) in qca.csv; largest diameter stenosis ")
     assert "best working view for vessel 1: " in line and "foreshortening 0 %" in line
