@@ -58,7 +58,8 @@ from SlicerSDFCARLib.requirements import (
     missing_requirements,
     read_requirements,
 )
-from SlicerSDFCARLib.results import ImportedResults, ResultImportError, import_results
+from SlicerSDFCARLib.results import (ImportedResults, ResultImportError, import_results,
+                                     qca_line, working_view_camera)
 from SlicerSDFCARLib.validation import Issue, ViewInput, has_errors, validate_views
 
 MODULE_DIR = Path(__file__).resolve().parent
@@ -297,6 +298,8 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if outcome.success:
             self.ui.progressBar.value = 100
             slicer.util.resetThreeDViews()
+            if outcome.results is not None:
+                self.logic.showWorkingView(outcome.results)
 
     def onBrowseOutputFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
@@ -515,6 +518,22 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         self._timer.start()
         return folder
 
+    @staticmethod
+    def showWorkingView(results: ImportedResults, rank: int = 0) -> bool:
+        """Point the first 3D view's camera as the ``rank``-th best working view's angiogram
+        sees the tree (:func:`working_view_camera`); False without QCA."""
+        camera = working_view_camera(results, rank)
+        if camera is None:
+            return False
+        view = slicer.app.layoutManager().threeDWidget(0).threeDView()
+        node = slicer.modules.cameras.logic().GetViewActiveCameraNode(view.mrmlViewNode())
+        position, focal, up = camera
+        node.SetFocalPoint(focal)
+        node.SetPosition(position)
+        node.SetViewUp(up)
+        node.ResetClippingRange()
+        return True
+
     def cancel(self) -> None:
         """Stop the running reconstruction (its outcome is reported as cancelled)."""
         if self._process is not None:
@@ -555,8 +574,11 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         except ResultImportError as error:
             return RunOutcome(False, str(error), run.folder)
         seconds = time.monotonic() - run.started
-        return RunOutcome(True, f"Done in {seconds:.0f} s: '{results.segmentation.GetName()}' "
-                                f"(files in {run.folder})", run.folder, results)
+        message = (f"Done in {seconds:.0f} s: '{results.segmentation.GetName()}' "
+                   f"(files in {run.folder})")
+        if results.qca:
+            message += f". {qca_line(results.qca)}"
+        return RunOutcome(True, message, run.folder, results)
 
 
 class SlicerSDFCARTest(ScriptedLoadableModuleTest):

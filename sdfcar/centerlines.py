@@ -42,7 +42,7 @@ class Centerlines:
         return float(self.weights.sum())
 
 
-def _polyline_samples(points: np.ndarray, radii: np.ndarray, step: float
+def resample_polyline(points: np.ndarray, radii: np.ndarray, step: float
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Uniform resampling of one polyline at most ``step`` apart: points, radii, weights
     (half of each adjacent piece's length)."""
@@ -59,7 +59,7 @@ def _polyline_samples(points: np.ndarray, radii: np.ndarray, step: float
 def from_polylines(vessels: Iterable[tuple[np.ndarray, np.ndarray]],
                    step: float = DENSE_STEP_MM) -> Centerlines:
     """Length-weighted samples of polylines ``(points (K, 3), radii (K,))``."""
-    parts = [_polyline_samples(np.asarray(p, float), np.asarray(r, float), step)
+    parts = [resample_polyline(np.asarray(p, float), np.asarray(r, float), step)
              for p, r in vessels]
     if not parts:
         return Centerlines(np.zeros((0, 3)), np.zeros(0), np.zeros(0))

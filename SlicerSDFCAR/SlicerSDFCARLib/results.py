@@ -7,7 +7,8 @@ package in the tests. The storage nodes convert LPS files to Slicer's RAS world.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ SEGMENTATION_FILE = "segmentation.seg.nrrd"
 SDF_FILE = "sdf.nii.gz"
 LABEL_FILE = "label.nii.gz"
 SURFACE_FILE = "mesh.vtk"
+CENTRELINES_FILE = "centerlines.mrk.json"
+RUN_FILE = "run.json"
+#: The per-point measurement of the centreline curves, which colours them.
+RADIUS = "Radius"
 
 
 class ResultImportError(RuntimeError):
@@ -30,13 +35,19 @@ class ImportedResults:
     sdf_volume: Any = None
     label_volume: Any = None
     surface_model: Any = None
+    #: One markups curve node per vessel (methods with centrelines: tubes, sdf-tree).
+    centrelines: list[Any] = field(default_factory=list)
+    #: ``run.json``'s ``qca`` section when it is available (QCA table, working views).
+    qca: dict[str, Any] | None = None
 
 
 def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
                    label_volume: bool = False, surface_model: bool = False,
                    name: str = SEGMENTATION_NODE_NAME) -> ImportedResults:
     """Load ``segmentation.seg.nrrd`` as a segmentation node ``name`` shown in 3D (closed
-    surface created), plus the requested SDF volume, label map volume and surface model.
+    surface created), plus the requested SDF volume, label map volume and surface model, and,
+    where the folder has them, the centrelines as markups curves coloured by their
+    ``Radius`` measurement with ``run.json``'s QCA section.
 
     All files are read before anything is displayed; if one fails, every node this call
     added is removed again and :class:`ResultImportError` names the file.
@@ -58,6 +69,9 @@ def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
         if surface_model:
             results.surface_model = _read(scene, out_dir / SURFACE_FILE, f"{name} surface",
                                           "vtkMRMLModelNode", "vtkMRMLModelStorageNode", added)
+        if (out_dir / CENTRELINES_FILE).is_file():
+            results.centrelines = _read_curves(scene, out_dir / CENTRELINES_FILE, added)
+            results.qca = read_qca(out_dir / RUN_FILE)
     except ResultImportError:
         _remove(scene, added)
         raise
@@ -80,6 +94,81 @@ def _read(scene: Any, path: Path, name: str, node_class: str, storage_class: str
     return node
 
 
+def _read_curves(scene: Any, path: Path, added: list[Any]) -> list[Any]:
+    """One markups curve node per curve of the file, named as in the file."""
+    storage = scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
+    added.append(storage)
+    types: list[str] = []
+    storage.GetMarkupsTypesInFile(str(path), types)
+    curves = []
+    for index in range(len(types)):
+        node = storage.AddNewMarkupsNodeFromFile(str(path), "", index)
+        if node is None or not node.IsA("vtkMRMLMarkupsCurveNode"):
+            raise ResultImportError(f"{path}: markup {index} could not be read as a curve")
+        added.append(node)
+        if node.GetStorageNode() not in (None, storage):
+            added.append(node.GetStorageNode())
+        curves.append(node)
+    if not curves:
+        raise ResultImportError(f"{path}: no curve in the file")
+    return curves
+
+
+def read_qca(path: Path) -> dict[str, Any] | None:
+    """The ``qca`` section of ``run.json`` when it is available, else None."""
+    try:
+        section = json.loads(path.read_text()).get("qca")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ResultImportError(f"{path}: not a readable run record ({error})") from None
+    return section if isinstance(section, dict) and section.get("available") else None
+
+
+def qca_line(qca: dict[str, Any]) -> str:
+    """One line for the module's status: the vessels measured, the worst stenosis and the
+    best working view (``LAO 15 / CAU 5``)."""
+    vessels = qca.get("vessels") or []
+    views = qca.get("working_views") or {}
+    parts = [f"QCA of {len(vessels)} vessel(s) in qca.csv"]
+    stenoses = [v for v in vessels if v.get("diameter_stenosis_pct") is not None]
+    if stenoses:
+        worst = max(stenoses, key=lambda v: v["diameter_stenosis_pct"])
+        parts.append(f"largest diameter stenosis {worst['diameter_stenosis_pct']:.0f} % in "
+                     f"{worst['vessel']}")
+    if views.get("best"):
+        best = views["best"][0]
+        primary, secondary = best["primary_deg"], best["secondary_deg"]
+        parts.append(f"best working view for {views.get('vessel')}: "
+                     f"{'LAO' if primary >= 0 else 'RAO'} {abs(primary):.0f} / "
+                     f"{'CRA' if secondary >= 0 else 'CAU'} {abs(secondary):.0f} "
+                     f"(foreshortening {max(100 * best['foreshortening'], 0.0):.0f} %)")
+    return "; ".join(parts)
+
+
+#: LPS -> RAS: the first two axes change sign.
+LPS_TO_RAS = (-1.0, -1.0, 1.0)
+#: Distance of the 3D view's camera from the target in a working view (mm).
+CAMERA_DISTANCE_MM = 400.0
+
+
+def working_view_camera(results: ImportedResults, rank: int = 0,
+                        distance_mm: float = CAMERA_DISTANCE_MM
+                        ) -> tuple[list[float], list[float], list[float]] | None:
+    """Camera position, focal point and view-up (RAS) that show the tree as the ``rank``-th
+    best working view's angiogram does: looking from the detector towards the source at the
+    target vessel's centre, image up as view-up. None without QCA."""
+    views = (results.qca or {}).get("working_views") or {}
+    best = views.get("best") or []
+    if rank >= len(best):
+        return None
+    curves = [c for c in results.centrelines if c.GetName() == views.get("vessel")]
+    points = [curves[0].GetNthControlPointPositionWorld(i)
+              for i in range(curves[0].GetNumberOfControlPoints())] if curves else [(0, 0, 0)]
+    focal = [sum(p[axis] for p in points) / len(points) for axis in range(3)]
+    beam = [LPS_TO_RAS[axis] * best[rank]["beam_lps"][axis] for axis in range(3)]
+    up = [LPS_TO_RAS[axis] * best[rank]["image_up_lps"][axis] for axis in range(3)]
+    return [f + distance_mm * b for f, b in zip(focal, beam)], focal, up
+
+
 def _remove(scene: Any, nodes: list[Any]) -> None:
     """Remove ``nodes`` and the display nodes reading may have given them."""
     for node in reversed(nodes):
@@ -97,6 +186,13 @@ def _display(results: ImportedResults) -> None:
     for node in (results.sdf_volume, results.label_volume):
         if node is not None:
             node.CreateDefaultDisplayNodes()
+    for curve in results.centrelines:
+        display = curve.GetDisplayNode()
+        if display is None:
+            curve.CreateDefaultDisplayNodes()
+            display = curve.GetDisplayNode()
+        display.SetActiveScalarName(RADIUS)
+        display.SetScalarVisibility(True)
     if results.surface_model is not None:
         model = results.surface_model
         model.CreateDefaultDisplayNodes()

@@ -247,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--progress", choices=("bar", "none"), default="bar",
                        help="progress bar on stderr (cases done, failed, ETA) or none")
     batch.set_defaults(run=run_batch_command)
+
+    qca = commands.add_parser(
+        "qca", help="print the QCA table, bifurcation angles and best working views of a "
+        "reconstruction folder (methods with centrelines: tubes, sdf-tree)")
+    qca.add_argument("recon_dir", type=Path, help="output folder of sdfcar reconstruct")
+    qca.add_argument("--vessel", default=None, metavar="NAME",
+                     help="vessel whose working views are searched, e.g. 'branch 2' "
+                     "(default: the most stenosed lesion, else vessel 1)")
+    qca.set_defaults(run=run_qca)
     return parser
 
 
@@ -454,6 +463,13 @@ def run_xa_geometry(args: argparse.Namespace) -> None:
     print(json.dumps({"file": str(args.image), "frames": run.number_of_frames,
                       "frame": args.frame, "view": run.view(args.frame).to_dict(),
                       "warnings": list(run.warnings)}, indent=2))
+
+
+def run_qca(args: argparse.Namespace) -> None:
+    """``sdfcar qca``: the QCA of a reconstruction folder's ``run.json``, as text."""
+    from sdfcar.analysis.summary import format_report, load_folder
+
+    print(format_report(load_folder(args.recon_dir, args.vessel)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

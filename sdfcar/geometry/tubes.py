@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,14 @@ class Segment:
     radii: np.ndarray  # (N,) mm
     parent: str | None
 
+
+def centreline_record(vessels: Sequence[Segment]) -> list[dict[str, Any]]:
+    """The vessels' centrelines (LPS mm, rounded to 0.01 mm) and radii (mm, to 0.001 mm and
+    at least that), for the run record (``statistics.<method>.centrelines``;
+    :mod:`sdfcar.analysis` reads it back)."""
+    return [{"name": v.name, "parent": v.parent, "points": np.round(v.points, 2).tolist(),
+             "radii": np.maximum(np.round(v.radii, 3), 0.001).tolist()}
+            for v in vessels]
 
 
 def segments_sdf(segments: Sequence[Segment], grid: VolumeGrid, band_mm: float = 0.0

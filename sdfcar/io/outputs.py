@@ -2,7 +2,9 @@
 
 ``label.nii.gz``, ``sdf.nii.gz``, ``occupancy.nii.gz`` (true LPS geometry),
 ``segmentation.seg.nrrd`` (3D Slicer segmentation), ``mesh.vtk`` (surface in LPS mm),
-``report.png`` and ``run.json``.
+``report.png`` and ``run.json``; with the QCA of a method's centrelines also
+``centerlines.mrk.json``, ``centerlines.vtp``, ``qca.csv`` and ``working_views.png``
+(:mod:`sdfcar.io.centrelines`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import slicerio
 
 from sdfcar.io.atomic import atomic_directory
+from sdfcar.io.centrelines import write_analysis
 from sdfcar.geometry import VolumeGrid
 from sdfcar.io.images import write_volume
 from sdfcar.io.mesh import surface_from_sdf, write_vtk
@@ -63,6 +66,8 @@ def write_outputs(out_dir: str | Path, result: Result, overwrite: bool = False,
         write_segmentation(staging / "segmentation.seg.nrrd", result.label, grid)
         write_vtk(staging / "mesh.vtk", *surface_from_sdf(result.sdf, grid))
         write_report(staging / "report.png", result)
+        if result.analysis is not None:
+            write_analysis(staging, result.analysis)
         result.inputs.write_extra(staging)
         run = {**result.record.to_dict(), **(extra or {})}
         if started is not None:

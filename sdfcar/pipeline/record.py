@@ -47,6 +47,9 @@ class RunRecord:
     #: The views the label was fitted and reprojected in: the given geometry, or view 2
     #: corrected by self-calibration (``corrected``).
     geometry_used: dict[str, Any] = field(default_factory=dict)
+    #: Quantitative coronary analysis of the method's centrelines (``available`` false, with
+    #: the ``reason``, for methods without them; :mod:`sdfcar.analysis`, ``docs/qca.md``).
+    qca: dict[str, Any] = field(default_factory=dict)
     sdfcar_version: str = __version__
     torch_version: str = torch.__version__
     #: Sections front ends add (scores against ground truth, batch case, ...).

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sdfcar.analysis.summary import Analysis, of_reconstruction
 from sdfcar.config import ReconstructionConfig
 from sdfcar.device import resolve_device
 from sdfcar.errors import bad_input
@@ -50,6 +51,8 @@ class Result:
     config: ReconstructionConfig
     record: RunRecord
     inputs: Inputs
+    #: QCA of the method's centrelines (None for methods without them).
+    analysis: Analysis | None = None
 
 
 @contextlib.contextmanager
@@ -153,6 +156,10 @@ def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
     fit = reprojection_fit(reprojections, fitted.views, problem.silhouettes,
                            config.silhouette.threshold_mm)
     seconds["postprocess"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    analysis, qca = of_reconstruction(config.method, fitted.reconstruction.statistics,
+                                      problem.geometry.views)
+    seconds["qca"] = round(time.perf_counter() - started, 3)
     seconds["reconstruct"] = round(time.perf_counter() - fitted.started, 3)
     selection = tree.selection.summary()
     record = RunRecord(
@@ -168,9 +175,9 @@ def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
                        "views": [view.to_dict() for view in fitted.geometry.views]},
         output_grid=grid.to_dict() | {"filled": "fit" if grid == problem.grid else
                                       "model" if fitted.reconstruction.resample else
-                                      "interpolated"})
+                                      "interpolated"}, qca=qca)
     return Result(tree.label, tree.sdf, tree.occupancy, grid, fitted.views,
-                  reprojections, config, record, fitted.inputs)
+                  reprojections, config, record, fitted.inputs, analysis)
 
 
 def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent,

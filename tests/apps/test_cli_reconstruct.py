@@ -45,6 +45,7 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     assert run["seconds"]["total"] >= run["seconds"]["method"] > 0
     assert len(run["reprojection"]) == 2 and run["config"]["field"]["network"]["levels"] == 8
     assert run["inputs"] == {"case_dir": str(case_dir)}
+    assert run["qca"]["available"] is False and "field method" in run["qca"]["reason"]
     assert main(["evaluate", "--pred", str(out), "--gt", str(tmp_path / "gt.nii.gz")]) == 2
 
 

@@ -218,6 +218,7 @@ def test_run_writes_the_label_and_reports_fit_timings_and_geometry(studies, tmp_
     assert summary["seconds"]["total"] >= summary["seconds"]["reconstruct"] > 0
     assert summary["run"]["statistics"]["field"]["iterations"] == 3
     assert summary["run"]["device"] == "cpu" and summary["run"]["method"] == "field"
+    assert summary["qca"]["available"] is False and "qca" not in summary["run"]
     json.dumps(summary, allow_nan=False)  # plain JSON, as the server sends it
     progress = [r.getMessage() for r in caplog.records if "iteration" in r.getMessage()]
     assert progress[-1].startswith("sdfcar arc: field: iteration 3/3, loss ")

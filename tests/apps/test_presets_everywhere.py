@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 
+from sdfcar.analysis.summary import compact
 from sdfcar.apps.batch import ray_session
 from sdfcar.apps.cli import main
 from sdfcar.apps.monailabel.infer import run_request
@@ -28,7 +29,9 @@ SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
 COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhouettes",
                "config", "inputs", "vessel_voxels", "components",
                "components_before_postprocess", "tree", "reprojection", "seconds",
-               "statistics", "output_grid", "sdfcar_version", "torch_version"}
+               "statistics", "output_grid", "qca", "sdfcar_version", "torch_version"}
+#: The QCA files, written for the methods with centrelines.
+QCA_FILES = {"centerlines.mrk.json", "centerlines.vtp", "qca.csv", "working_views.png"}
 
 
 #: The sections ``sdfcar batch`` adds to a case's run record.
@@ -58,6 +61,9 @@ def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_
     cli_run = json.loads((cli_out / "run.json").read_text())
     assert COMMON_KEYS <= set(cli_run) and cli_run["preset"] == preset
     assert set(cli_run["statistics"]) >= {cli_run["method"]}
+    with_centrelines = cli_run["method"] in ("tubes", "tree")
+    assert cli_run["qca"]["available"] is with_centrelines
+    assert (QCA_FILES <= {p.name for p in cli_out.iterdir()}) is with_centrelines
 
     bundle_out = tmp_path / "bundle"
     flow = ConfigWorkflow(config_file=str(CONFIG), meta_file=str(META), logging_file=False,
@@ -81,7 +87,9 @@ def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_
     label_path, summary = run_request({"image": "arc_view1", "preset": preset, "device": "cpu",
                                        "overrides": SMALL[preset]}, studies, tmp_path)
     assert summary["run"]["preset"] == preset
-    assert set(summary["run"]) == COMMON_KEYS - {"config", "inputs", "reprojection", "seconds"}
+    assert set(summary["run"]) == COMMON_KEYS - {"config", "inputs", "reprojection", "seconds",
+                                                 "qca"}
+    assert summary["qca"] == compact(cli_run["qca"])
     np.testing.assert_array_equal(read_volume(label_path)[0],
                                   read_volume(cli_out / "label.nii.gz")[0])
 

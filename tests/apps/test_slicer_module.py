@@ -50,7 +50,7 @@ from sdfcar.progress import Step as Progress  # noqa: E402
 from SlicerSDFCARLib.requirements import (  # noqa: E402
     install_arguments, local_source, missing_requirements, read_requirements)
 from SlicerSDFCARLib.results import (  # noqa: E402
-    SEGMENTATION_FILE, ResultImportError, import_results)
+    SEGMENTATION_FILE, ResultImportError, import_results, qca_line, working_view_camera)
 from SlicerSDFCARLib.validation import ViewInput, has_errors, validate_views  # noqa: E402
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -507,6 +507,89 @@ def test_failed_import_names_the_file_and_adds_nothing(mrml, reconstruction, tmp
     (tmp_path / "sdf.nii.gz").write_text("not an image")
     with pytest.raises(ResultImportError, match=r"sdf\.nii\.gz: could not be read"):
         import_results(scene, tmp_path, sdf_volume=True)
+    assert scene.GetNumberOfNodes() == before
+
+
+def _qca_folder(folder):
+    """An output folder with a small segmentation and the QCA files of a two-vessel tree (a
+    straight 40 mm vessel along x, a 20 mm branch along y), as ``write_outputs`` writes them."""
+    from sdfcar.analysis.summary import analyse
+    from sdfcar.geometry import REFERENCE_VIEWS, VolumeGrid
+    from sdfcar.io.centrelines import write_analysis
+    from sdfcar.io.outputs import write_json, write_segmentation
+
+    s = np.linspace(0.0, 1.0, 81)[:, None]
+    trunk = (np.array([-20.0, 0, 0]) + s * [40.0, 0, 0]).tolist()
+    branch = (np.array([0.0, 0, 0]) + s * [0, 20.0, 0]).tolist()
+    records = [{"name": "a", "parent": None, "points": trunk, "radii": [1.5] * 81},
+               {"name": "b", "parent": "a", "points": branch, "radii": [1.0] * 81}]
+    analysis = analyse(records, REFERENCE_VIEWS)
+    folder.mkdir()
+    label = np.zeros((8, 8, 8), np.uint8)
+    label[2:5, 3, 3] = 1
+    write_segmentation(folder / SEGMENTATION_FILE, label, VolumeGrid((8, 8, 8)))
+    write_analysis(folder, analysis)
+    write_json(folder / "run.json", {"qca": analysis.record()})
+    return analysis
+
+
+def _markups_scene(mrml):
+    """A scene with the markups node classes that Slicer's Markups module registers at
+    start-up (a bare slicer-core scene cannot create them by class name)."""
+    scene = mrml.vtkMRMLScene()
+    for node in (mrml.vtkMRMLMarkupsJsonStorageNode(), mrml.vtkMRMLMarkupsCurveNode(),
+                 mrml.vtkMRMLMarkupsDisplayNode()):
+        scene.RegisterNodeClass(node)
+    return scene
+
+
+def test_result_import_loads_the_centrelines_as_radius_curves(mrml, tmp_path):
+    analysis = _qca_folder(tmp_path / "out")
+    scene = _markups_scene(mrml)
+    results = import_results(scene, tmp_path / "out")
+    curves = results.centrelines
+    assert [c.GetName() for c in curves] == ["vessel 1", "branch 1"]
+    for curve, vessel in zip(curves, analysis.tree.vessels):
+        assert curve.IsA("vtkMRMLMarkupsCurveNode")
+        assert curve.GetNumberOfControlPoints() == len(vessel.points)
+        radius = curve.GetMeasurement("Radius")
+        assert radius is not None and radius.GetUnits() == "mm"
+        values = radius.GetControlPointValues()
+        assert [values.GetValue(i) for i in range(values.GetNumberOfTuples())] == \
+            pytest.approx(vessel.radii)
+        # LPS in the file, RAS in the scene
+        first = np.array(curve.GetNthControlPointPositionWorld(0))
+        assert first == pytest.approx(LPS_TO_RAS[:3, :3] @ vessel.points[0])
+        display = curve.GetDisplayNode()
+        assert display.GetActiveScalarName() == "Radius" and display.GetScalarVisibility()
+    assert results.qca["vessels"][0]["length_mm"] == pytest.approx(40.0)
+    assert len(results.qca["working_views"]["best"]) == 3
+    # the working view's camera looks along the beam (detector -> source reversed) at the
+    # target, image up as view-up, as the angiogram at those angles shows the tree
+    best = results.qca["working_views"]["best"][0]
+    position, focal, up = working_view_camera(results)
+    camera = mrml.vtkMRMLCameraNode()
+    camera.SetPosition(position)
+    camera.SetFocalPoint(focal)
+    camera.SetViewUp(up)
+    beam = LPS_TO_RAS[:3, :3] @ np.array(best["beam_lps"])
+    looking = np.array(camera.GetFocalPoint()) - np.array(camera.GetPosition())
+    assert looking / np.linalg.norm(looking) == pytest.approx(-beam, abs=1e-6)
+    assert focal == pytest.approx(LPS_TO_RAS[:3, :3] @ analysis.tree.vessels[0].points.mean(0))
+    assert np.array(camera.GetViewUp()) @ beam == pytest.approx(0.0, abs=1e-6)
+    assert working_view_camera(results, rank=3) is None
+    line = qca_line(results.qca)
+    assert line.startswith("QCA of 2 vessel(s) in qca.csv; largest diameter stenosis ")
+    assert "best working view for vessel 1: " in line and "foreshortening 0 %" in line
+
+
+def test_failed_centreline_import_adds_nothing(mrml, tmp_path):
+    _qca_folder(tmp_path / "out")
+    (tmp_path / "out" / "run.json").write_text("{not json")
+    scene = _markups_scene(mrml)
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(ResultImportError, match=r"run\.json: not a readable run record"):
+        import_results(scene, tmp_path / "out")
     assert scene.GetNumberOfNodes() == before
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sdfcar.analysis.summary import compact
 from sdfcar.apps.monailabel.studies import RequestError, TwoViewJob, resolve_request
 from sdfcar.errors import InputError
 from sdfcar.io.images import write_volume
@@ -67,7 +68,9 @@ def progress_logger(case: str, steps: int = PROGRESS_STEPS) -> Progress:
 
 
 def summarise(job: TwoViewJob, result: Result, timings: dict[str, float]) -> dict[str, Any]:
-    """The JSON answer: what was reconstructed, from what, how well and how fast."""
+    """The JSON answer: what was reconstructed, from what, how well and how fast, and the
+    QCA table (:func:`~sdfcar.analysis.summary.compact`; ``available`` false, with the
+    reason, for methods without centrelines)."""
     record = result.record
     views = record.reprojection
     return strict_json({
@@ -82,8 +85,9 @@ def summarise(job: TwoViewJob, result: Result, timings: dict[str, float]) -> dic
                    "mean_silhouette_dice": float(np.mean([v["silhouette_dice"] for v in views])),
                    "mean_relative_l2": float(np.mean([v["relative_l2"] for v in views]))},
         "seconds": timings,
+        "qca": compact(record.qca),
         "run": {key: value for key, value in record.to_dict().items()
-                if key not in ("config", "inputs", "reprojection", "seconds")},
+                if key not in ("config", "inputs", "reprojection", "seconds", "qca")},
     })
 
 

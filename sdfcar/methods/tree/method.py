@@ -28,7 +28,8 @@ import torch
 
 from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, VolumeGrid
-from sdfcar.geometry.tubes import Segment, rasterize_segments, segments_sdf
+from sdfcar.geometry.tubes import (Segment, centreline_record, rasterize_segments,
+                                   segments_sdf)
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
@@ -164,9 +165,3 @@ def _lap(clock: float) -> tuple[float, float]:
     now = time.perf_counter()
     return round(now - clock, 3), now
 
-
-def centreline_record(vessels: list[Segment]) -> list[dict[str, Any]]:
-    """The vessels' centrelines (LPS mm) and radii (mm), rounded to 0.01 mm, for the record."""
-    return [{"name": v.name, "parent": v.parent,
-             "points": np.round(v.points, 2).tolist(), "radii": np.round(v.radii, 3).tolist()}
-            for v in vessels]

@@ -6,7 +6,7 @@ import time
 from typing import ClassVar
 
 from sdfcar.errors import bad_input
-from sdfcar.geometry.tubes import rasterize_segments
+from sdfcar.geometry.tubes import centreline_record, rasterize_segments
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
 from sdfcar.progress import Progress
@@ -43,5 +43,6 @@ class TubeMethod:
         statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
                       "unexplained_integral": round(traced.unexplained, 3),
                       "centreline_points": int(sum(len(v.points) for v in traced.vessels)),
-                      "seconds": round(time.perf_counter() - started, 3)}
+                      "seconds": round(time.perf_counter() - started, 3),
+                      "centrelines": centreline_record(traced.vessels)}
         return Reconstruction(occupancy, None, statistics)
