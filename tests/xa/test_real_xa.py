@@ -9,6 +9,7 @@ Bounds: a tree of a few 2-5 mm vessels 100-200 mm long at about 0.3 mm per pixel
 of a 512^2 image; a connected phantom tree keeps at least 90 % in one piece.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from sdfcar.apps.cli import main
 from sdfcar.xa import prepare_xa_view, read_xa
 
 REAL_XA = Path(__file__).resolve().parents[2].parent / "shared" / "real-xa"
@@ -89,3 +91,10 @@ def test_no_vessel_frame_along_the_collimated_border(extracted):
     assert mask[band].sum() < 0.02 * mask.sum(), name
     assert integral[band].sum() < 0.02 * integral.sum(), name
     assert 0.75 < prepared.extraction.info["exposed_field_fraction"] < 0.9, name
+
+
+def test_xa_geometry_says_where_the_spacing_came_from(capsys):
+    assert main(["xa-geometry", str(REAL_XA / "IM1.dcm"), "--frame", "2"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["detector_spacing_source"] == "FieldOfViewDimensions / (Rows, Columns)"
+    assert answer["view"]["detector_spacing_mm"] == [0.390625, 0.390625]
