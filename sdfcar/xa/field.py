@@ -15,8 +15,9 @@ extracted mask and 50 % of the line-integral proxy lay within 20 pixels of the b
   round collimators): opening with a disc of the widest vessel radius drops the vessels
   and catheters that leave the image.
 
-The field is the rest, shrunk by ``margin_mm`` (the ramp and the filters' reach). Images
-without collimation give the whole image.
+The collimated pixels are then set to the median of the exposed ones, so the filters see
+no collimator edge, and the field is the rest shrunk by ``margin_mm`` (the ramp into the
+field). Images without collimation are left as they are.
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def collimated_region(attenuation: np.ndarray, widest_radius_px: float) -> np.nd
 
 
 def exposed_field(attenuation: np.ndarray, pixel_mm: float, widest_radius_mm: float,
-                  margin_mm: float) -> np.ndarray:
-    """Boolean image of the exposed field, ``margin_mm`` (at the isocenter) inside the
-    collimated region; all True when nothing is collimated."""
+                  margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, field)``: the image with its collimated pixels set to the median of the
+    rest (so the filters see no collimator edge) and the boolean exposed field, ``margin_mm``
+    (at the isocenter) inside the collimated region (the ramp into the field); the image
+    unchanged and all True when nothing is collimated."""
     collimated = collimated_region(attenuation, widest_radius_mm / pixel_mm)
     if not collimated.any():
-        return np.ones(attenuation.shape, bool)
-    return ndimage.distance_transform_edt(~collimated) > margin_mm / pixel_mm
+        return attenuation, np.ones(attenuation.shape, bool)
+    filled = np.where(collimated, np.median(attenuation[~collimated]), attenuation)
+    return filled, ndimage.distance_transform_edt(~collimated) > margin_mm / pixel_mm

@@ -11,8 +11,9 @@ pixel size there (detector spacing x SOD / SID).
 2. **Vesselness**: multi-scale Hessian ridge filter (scikit-image ``sato``, bright ridges)
    with scales spanning ``min_diameter_mm`` to ``max_diameter_mm``.
 3. **Exposed field**: the collimated border (and cut corners) is found from the image
-   (:func:`sdfcar.xa.field.exposed_field`) and the vesselness is set to 0 outside the field
-   shrunk by ``max_diameter_mm``: the dark band's edge is a ridge the filter responds to.
+   (:func:`sdfcar.xa.field.exposed_field`), filled with the median of the exposed pixels
+   before steps 1-2 (its edge is a ridge the filter responds to), and the vesselness is set
+   to 0 outside the field shrunk by ``max_diameter_mm`` (the ramp into the field).
 4. **Mask**: hysteresis threshold. Seeds are pixels above ``seed_fraction`` of the
    vesselness' 99.9th percentile (the large, well-filled vessels); they grow through
    pixels above the ``background_percentile``-th percentile of the vesselness measured
@@ -178,6 +179,13 @@ def _components(mask: np.ndarray, keep_area, structure: np.ndarray | None = None
     return keep[labels]
 
 
+def _exposed(attenuation: np.ndarray, pixel_mm: float, params: VesselParams
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The image with its collimated region filled, and the exposed field (step 3)."""
+    return exposed_field(attenuation, pixel_mm, params.max_diameter_mm / 2.0,
+                         params.max_diameter_mm)
+
+
 def line_integral_proxy(attenuation: np.ndarray, mask: np.ndarray, pixel_mm: float,
                         mu_per_mm: float = CONTRAST_MU_PER_MM
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -204,9 +212,8 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
                             "params": asdict(params)}
     response = None
     if mask is None:
-        field = exposed_field(attenuation, pixel_mm, params.max_diameter_mm / 2.0,
-                              params.max_diameter_mm)
-        response = np.where(field, vesselness(attenuation, pixel_mm, params), np.float32(0.0))
+        filled, field = _exposed(attenuation, pixel_mm, params)
+        response = np.where(field, vesselness(filled, pixel_mm, params), np.float32(0.0))
         mask, thresholds = vessel_mask(response, pixel_mm, params)
         info.update(mask_source="extracted", exposed_field_fraction=float(field.mean()),
                     **thresholds)
@@ -228,13 +235,17 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
 def contrast_score(attenuation: np.ndarray, pixel_mm: float,
                    params: VesselParams = VesselParams()) -> float:
     """Vessel contrast of a frame: the mean of the top 1 % of its vesselness minus the
-    median (the noise floor), on a copy block-averaged to at most :data:`SCORE_SIZE_PX`
-    pixels a side. Grows with the opacification; comparable between frames of one run."""
+    median (the noise floor) within the exposed field (step 3: a collimator's border ridge
+    would otherwise dominate every frame alike), on a copy block-averaged to at most
+    :data:`SCORE_SIZE_PX` pixels a side. Grows with the opacification; comparable between
+    frames of one run."""
     attenuation = _check_image(attenuation, "frame")
     factor = max(1, int(np.ceil(max(attenuation.shape) / SCORE_SIZE_PX)))
     rows, cols = (s // factor * factor for s in attenuation.shape)
-    small = attenuation[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor)
-    response = vesselness(small.mean(axis=(1, 3)), pixel_mm * factor, params)
+    small = attenuation[:rows, :cols].reshape(rows // factor, factor, cols // factor,
+                                              factor).mean(axis=(1, 3))
+    filled, field = _exposed(small, pixel_mm * factor, params)
+    response = vesselness(filled, pixel_mm * factor, params)[field]
     top = np.percentile(response, 99.0)
     return float(response[response >= top].mean() - np.median(response))
 

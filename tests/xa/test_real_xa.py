@@ -1,7 +1,7 @@
 """The real GE XA runs of ``<repo>/../shared/real-xa`` (static phantom; skipped when absent).
 
-Measured on them (frame chosen automatically): vessel mask 6.1 % (IM1, with the spacing
-override), 7.8 % (IM5), 7.5 % (IM6) of the image; the largest 8-connected component holds
+Measured on them (frame chosen automatically): vessel mask 6.3 % (IM1, with the spacing
+override), 8.4 % (IM5), 7.9 % (IM6) of the image; the largest 8-connected component holds
 96 %, 100 %, 100 % of it; nothing within 20 px of the border. Before the collimated border
 was excluded the masks were 9-10 % of the image, 42-44 % of them in that band (the bright
 frame in the run report's target proxy), and the largest component held only 55-58 %.
