@@ -59,8 +59,9 @@ from SlicerSDFCARLib.requirements import (
     read_requirements,
 )
 from SlicerSDFCARLib.results import (ImportedResults, ResultImportError, import_results,
-                                     qca_line, working_view_camera)
+                                     import_xa_views, qca_line, working_view_camera)
 from SlicerSDFCARLib.validation import Issue, ViewInput, has_errors, validate_views
+from SlicerSDFCARLib.xa_input import chosen_frames, edited_fields, xa_run_command
 
 MODULE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "requirements.txt"
@@ -88,8 +89,10 @@ class SlicerSDFCAR(ScriptedLoadableModule):
             "their C-arm geometry with a hybrid SDF-occupancy neural field (sdfcar). Pick the "
             "two views (a frame of a cine run, or a 2D image), check the geometry that the "
             "DICOM tags pre-filled, and Apply: the reconstruction runs in a background "
-            "process and a 'Coronary arteries' segmentation appears in patient space. The "
-            "views must be line-integral images or binary vessel masks of the angiograms.")
+            "process and a 'Coronary arteries' segmentation appears in patient space. Two XA "
+            "DICOM runs are handed to the engine as they are (it extracts the vessels and "
+            "the extracted masks and line-integral proxies are loaded as volumes); other "
+            "views must be line-integral images or binary vessel masks.")
         self.parent.acknowledgementText = (
             "The method follows the SDF-CAR and NeCA papers; the engine is the sdfcar package "
             "of this repository.")
@@ -129,6 +132,8 @@ class SlicerSDFCARParameterNode:
     labelVolume: Annotated[bool, Default(False)]
     surfaceModel: Annotated[bool, Default(True)]
     outputFolder: str  # empty: a folder under Slicer's temporary path
+    rawXA: Annotated[bool, Default(True)]  # two XA DICOM files: the engine reads them
+    automaticFrames: Annotated[bool, Default(False)]  # raw XA: the engine picks the frames
 
 
 class InstallationDeclined(RuntimeError):
@@ -143,6 +148,7 @@ class RunOutcome:
     message: str
     runFolder: Path
     results: ImportedResults | None = None
+    xaViews: list | None = None  # [(mask, integral)] per view for raw XA runs
 
 
 @dataclass
@@ -153,6 +159,9 @@ class _Run:
     onLog: Callable[[str], None]
     onFinished: Callable[[RunOutcome], None]
     started: float = field(default_factory=time.monotonic)
+    #: raw XA runs: the angiogram volumes and whether each is a multi-frame volume
+    xaReferences: tuple | None = None
+    xaMultiFrame: tuple[bool, bool] = (False, False)
 
 
 class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -371,13 +380,20 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
 
     # -- geometry -----------------------------------------------------------------------
 
+    @staticmethod
+    def dicomFile(volumeNode) -> str:
+        """The DICOM file the volume was loaded from (Slicer's DICOM database), or ""."""
+        if volumeNode is None:
+            return ""
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        return (database.fileForInstance(uids[0]) if uids and database else "") or ""
+
     def geometryFromVolume(self, volumeNode, frame: int = 0) -> tuple[dict, list[str]]:
         """Geometry values (contract names) of the volume's DICOM file at ``frame``, read by
         the engine (``sdfcar xa-geometry``), the pixel spacing falling back to the volume's
         own, and notes on what is missing."""
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
-        database = getattr(slicer, "dicomDatabase", None)
-        path = database.fileForInstance(uids[0]) if uids and database else ""
+        path = self.dicomFile(volumeNode)
         if path:
             found = read_geometry(self.pythonExecutable(), path, frame)
             values, notes = dict(found.values), list(found.notes)
@@ -490,23 +506,18 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         if errors:
             raise ValueError(errors[0])
         overrides = parse_overrides(parameters.extraSettings)
-        images = [self.frameImage(getattr(parameters, f"view{i}Volume"),
-                                  getattr(parameters, f"view{i}").frame) for i in (1, 2)]
+        volumes = tuple(getattr(parameters, f"view{i}Volume") for i in (1, 2))
+        files = tuple(self.dicomFile(node) for node in volumes)
+        rawXA = parameters.rawXA and all(files)
         base = (Path(parameters.outputFolder) if parameters.outputFolder.strip()
                 else Path(slicer.app.temporaryPath) / "SDFCAR")
         folder = make_run_folder(base)
         try:
-            write_case_folder(folder / CASE_FOLDER, images,
-                              [self.viewSettings(parameters.view1),
-                               self.viewSettings(parameters.view2)],
-                              volume_contract(parameters.volumeSize, parameters.voxelSpacing))
+            command = (self._xaCommand(parameters, files, folder, overrides) if rawXA
+                       else self._caseCommand(parameters, volumes, folder, overrides))
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        command = reconstruct_command(
-            self.pythonExecutable(), folder / CASE_FOLDER, folder / RECONSTRUCTION_FOLDER,
-            parameters.preset, parameters.device, parameters.iterations, parameters.seed,
-            overrides)
         onLog("$ " + " ".join(command))
         self._process = BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                                           cwd=folder)
@@ -515,6 +526,9 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                                   "label_volume": parameters.labelVolume,
                                   "surface_model": parameters.surfaceModel},
                          onProgress, onLog, onFinished)
+        if rawXA:
+            self._run.xaReferences = volumes
+            self._run.xaMultiFrame = tuple(self.sequenceBrowser(node) is None for node in volumes)
         self._timer.start()
         return folder
 
@@ -533,6 +547,33 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         node.SetViewUp(up)
         node.ResetClippingRange()
         return True
+
+    def _caseCommand(self, parameters, volumes, folder: Path, overrides: list[str]) -> list[str]:
+        """Write the selected frames as a case folder; the command that reconstructs it."""
+        images = [self.frameImage(node, getattr(parameters, f"view{i}").frame)
+                  for i, node in enumerate(volumes, start=1)]
+        write_case_folder(folder / CASE_FOLDER, images,
+                          [self.viewSettings(parameters.view1),
+                           self.viewSettings(parameters.view2)],
+                          volume_contract(parameters.volumeSize, parameters.voxelSpacing))
+        return reconstruct_command(
+            self.pythonExecutable(), folder / CASE_FOLDER, folder / RECONSTRUCTION_FOLDER,
+            parameters.preset, parameters.device, parameters.iterations, parameters.seed,
+            overrides)
+
+    def _xaCommand(self, parameters, files, folder: Path, overrides: list[str]) -> list[str]:
+        """The engine reads the two XA files; the geometry fields the user changed (against
+        what it reads from the tags) and the grid go to ``--geometry``."""
+        views = (parameters.view1, parameters.view2)
+        edits = [edited_fields(self.viewSettings(view),
+                               read_geometry(self.pythonExecutable(), path, view.frame).values)
+                 for view, path in zip(views, files)]
+        frames = None if parameters.automaticFrames else (views[0].frame, views[1].frame)
+        return xa_run_command(
+            self.pythonExecutable(), files, frames, folder / CASE_FOLDER,
+            folder / RECONSTRUCTION_FOLDER, edits,
+            volume_contract(parameters.volumeSize, parameters.voxelSpacing), parameters.preset,
+            parameters.device, parameters.iterations, parameters.seed, overrides)
 
     def cancel(self) -> None:
         """Stop the running reconstruction (its outcome is reported as cancelled)."""
@@ -571,6 +612,12 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         try:
             results = import_results(slicer.mrmlScene, run.folder / RECONSTRUCTION_FOLDER,
                                      **run.options)
+            xaViews = None
+            if run.xaReferences is not None:
+                frames = chosen_frames(run.folder / RECONSTRUCTION_FOLDER)
+                slices = tuple(f if multi else 0 for f, multi in zip(frames, run.xaMultiFrame))
+                xaViews = import_xa_views(slicer.mrmlScene, run.folder / RECONSTRUCTION_FOLDER,
+                                          run.xaReferences, slices)
         except ResultImportError as error:
             return RunOutcome(False, str(error), run.folder)
         seconds = time.monotonic() - run.started
@@ -578,7 +625,7 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                    f"(files in {run.folder})")
         if results.qca:
             message += f". {qca_line(results.qca)}"
-        return RunOutcome(True, message, run.folder, results)
+        return RunOutcome(True, message, run.folder, results, xaViews)
 
 
 class SlicerSDFCARTest(ScriptedLoadableModuleTest):

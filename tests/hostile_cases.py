@@ -425,8 +425,10 @@ CASES: tuple[HostileCase, ...] = (
     HostileCase("dicom", "text named .dcm", dicom_case(cut=0.0)),
     HostileCase("dicom", "JPEG Lossless truncated (real XA)",
                 dicom_case(cut=0.6, source=REAL_XA / "IM6.dcm"), needs=REAL_XA),
-    HostileCase("dicom", "JPEG Lossless without pixel spacing (real XA IM1)",
-                dicom_case(source=REAL_XA / "IM1.dcm", command="extract-vessels"),
+    HostileCase("dicom", "JPEG Lossless without any pixel spacing tag (real XA IM1, "
+                "FieldOfViewDimensions removed)",
+                dicom_case(_delete("FieldOfViewDimensions"), source=REAL_XA / "IM1.dcm",
+                           command="extract-vessels"),
                 needs=REAL_XA),
     # outputs
     HostileCase("outputs", "out = case", output_case(lambda w, c: c, overwrite=False)),

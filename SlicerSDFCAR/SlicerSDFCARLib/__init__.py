@@ -10,6 +10,7 @@
 ``case_folder``     the run folder and the case folder written from the selected images
 ``requirements``    which Python packages are missing and how to install them
 ``results``         the reconstruction outputs imported into an MRML scene (MRML API only)
+``xa_input``        raw XA runs: the engine's command, the edited geometry fields, frames
 
 Everything here runs in plain Python, so it is tested outside Slicer (``tests/``).
 """

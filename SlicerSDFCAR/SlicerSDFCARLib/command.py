@@ -45,19 +45,26 @@ def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
 
 
 def xa_reconstruct_command(python: str, views: tuple[str | Path, str | Path],
-                           frames: tuple[int, int], out_dir: str | Path,
+                           frames: tuple[int, int] | None, out_dir: str | Path,
                            preset: str | None = None, device: str = "auto",
                            iterations: int = 0, seed: int = 0,
-                           overrides: Sequence[str] = ()) -> list[str]:
+                           overrides: Sequence[str] = (),
+                           geometry: str | Path | None = None) -> list[str]:
     """``python -m sdfcar reconstruct --view1 A.dcm --view2 B.dcm --frame N M ...``: two XA
     DICOM runs read by the engine itself (geometry from the tags, vessel extraction), as the
-    command line reads them. ``frames`` are the module's 0-based frame indices; the command
-    line counts from 1."""
-    if min(frames) < 0:
+    command line reads them. ``frames`` are the module's 0-based frame indices (the command
+    line counts from 1), None for the engine's automatic choice; ``geometry`` is a
+    ``--geometry`` overrides file."""
+    if frames is not None and min(frames) < 0:
         raise ValueError(f"frames: expected 0-based indices, got {frames}")
-    return [python, "-m", "sdfcar", "reconstruct", "--view1", str(views[0]),
-            "--view2", str(views[1]), "--frame", str(frames[0] + 1), str(frames[1] + 1),
-            "--out", str(out_dir), *_settings(preset, device, iterations, seed, overrides)]
+    command = [python, "-m", "sdfcar", "reconstruct", "--view1", str(views[0]),
+               "--view2", str(views[1])]
+    if frames is not None:
+        command += ["--frame", str(frames[0] + 1), str(frames[1] + 1)]
+    if geometry is not None:
+        command += ["--geometry", str(geometry)]
+    return [*command, "--out", str(out_dir),
+            *_settings(preset, device, iterations, seed, overrides)]
 
 
 def parse_overrides(text: str) -> list[str]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SEGMENTATION_NODE_NAME = "Coronary arteries"
 SEGMENTATION_FILE = "segmentation.seg.nrrd"
 SDF_FILE = "sdf.nii.gz"
@@ -77,6 +79,50 @@ def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
         raise
     _display(results)
     return results
+
+
+def import_xa_views(scene: Any, out_dir: str | Path,
+                    references: tuple[Any, Any] = (None, None),
+                    slices: tuple[int, int] = (0, 0)) -> list[tuple[Any, Any]]:
+    """Load the engine's 2D step (``views/view{1,2}/mask.nii.gz`` and ``integral.nii.gz``)
+    as a label map "View N vessel mask" (to inspect, or to edit with the Segment Editor and
+    give back as a mask) and a scalar volume "View N line integral", per view.
+
+    With a reference angiogram volume, both are placed on its slice ``slices[i]`` (the
+    frame of a multi-frame volume; 0 for a sequence or a single frame), so they overlay it
+    in the slice views. Returns ``[(mask, integral), (mask, integral)]``; a missing or
+    unreadable file removes what this call added and raises :class:`ResultImportError`."""
+    views = Path(out_dir) / "views"
+    added: list[Any] = []
+    loaded = []
+    try:
+        for index in (1, 2):
+            folder = views / f"view{index}"
+            mask = _read(scene, folder / "mask.nii.gz", f"View {index} vessel mask",
+                         "vtkMRMLLabelMapVolumeNode", "vtkMRMLVolumeArchetypeStorageNode",
+                         added)
+            integral = _read(scene, folder / "integral.nii.gz", f"View {index} line integral",
+                             "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode",
+                             added)
+            loaded.append((mask, integral))
+    except ResultImportError:
+        _remove(scene, added)
+        raise
+    for (mask, integral), reference, frame in zip(loaded, references, slices):
+        for node in (mask, integral):
+            if reference is not None:
+                _place_on_slice(node, reference, frame)
+            node.CreateDefaultDisplayNodes()
+    return loaded
+
+
+def _place_on_slice(node: Any, reference: Any, frame: int) -> None:
+    """Give ``node`` (one slice) the geometry of slice ``frame`` of ``reference``."""
+    node.CopyOrientation(reference)
+    directions = np.zeros((3, 3))
+    reference.GetIJKToRASDirections(directions)
+    origin = np.array(reference.GetOrigin()) + frame * reference.GetSpacing()[2] * directions[:, 2]
+    node.SetOrigin(*origin)
 
 
 def _read(scene: Any, path: Path, name: str, node_class: str, storage_class: str,

@@ -455,13 +455,15 @@ def run_extract_vessels(args: argparse.Namespace) -> None:
 def run_xa_geometry(args: argparse.Namespace) -> None:
     """``sdfcar xa-geometry``: the geometry ``reconstruct --view1 --view2`` reads from an XA
     file (tags, per-frame angles, overrides), as JSON on stdout: ``file``, ``frames``,
-    ``frame``, ``view`` (``geometry.json`` view fields) and ``warnings``."""
+    ``frame``, ``view`` (``geometry.json`` view fields), ``detector_spacing_source`` (see
+    :mod:`sdfcar.xa.spacing`) and ``warnings``."""
     from sdfcar.xa import load_view_overrides, read_xa
 
     overrides = load_view_overrides(args.geometry) if args.geometry else None
     run = read_xa(args.image, overrides)
     print(json.dumps({"file": str(args.image), "frames": run.number_of_frames,
                       "frame": args.frame, "view": run.view(args.frame).to_dict(),
+                      "detector_spacing_source": run.spacing_source(args.frame),
                       "warnings": list(run.warnings)}, indent=2))
 
 

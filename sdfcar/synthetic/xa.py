@@ -14,7 +14,7 @@ projected isocenter by the cardiac phase (1 at end-diastole, the R wave; up to
 ``1 - contraction`` at end-systole). Photon counts are Poisson with ``I0`` photons per pixel
 (``photons_per_mm2`` times the pixel area) and stored either linearly (``LIN``, the usual
 12-bit case) or logarithmically (``LOG``, the usual 8-bit case) using the convention of
-:data:`sdfcar.xa.dicom.LOG_NEPERS_FULL_RANGE`.
+:data:`sdfcar.xa.pixels.LOG_NEPERS_FULL_RANGE`.
 
 The file is a legacy X-Ray Angiographic Image (multi-frame when ``frames > 1``) with the
 positioner tags, ImagerPixelSpacing, a frame time vector and, optionally, the R-wave frames

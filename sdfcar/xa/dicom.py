@@ -1,10 +1,19 @@
 """X-ray angiography (XA) DICOM files: cine runs, their frames and per-frame geometry.
 
 :func:`read_xa` reads a single- or multi-frame X-Ray Angiographic (or Enhanced XA) file
-with pydicom (SimpleITK/GDCM decodes compressed pixel data pydicom cannot): the frames, the
-C-arm geometry of every frame (:meth:`sdfcar.geometry.contract.ViewGeometry.from_dicom_tags`; per-
-frame angles from the Positioner Angle Increments or the per-frame functional groups), the
-frame times and the R-wave frames of an ECG trigger. Geometry overrides (contract fields,
+with pydicom: the frames (:mod:`sdfcar.xa.pixels`: decoders, intensity relationship), the
+C-arm geometry of every frame (:meth:`sdfcar.geometry.contract.ViewGeometry.from_dicom_tags`;
+per-frame angles from the Positioner Angle Increments or the per-frame functional groups; the
+detector spacing from the fallback chain of :mod:`sdfcar.xa.spacing`), the frame times and
+the R-wave frames of an ECG trigger.
+
+The stored image is taken as the detector, centred on the central ray (no principal-point
+offset unless ``detector_offset_mm`` is given): non-square images and spacings are used as
+they are, but a cropped image whose field of view is not centred on the detector shifts the
+principal point by an amount the legacy XA tags do not give (Field of View Origin counts
+detector elements, whose size and count they do not record). The field-of-view, detector,
+shutter and collimator tags are kept in :attr:`XARun.detector_tags` for the report, and a
+note says when the image may be such a crop. Geometry overrides (contract fields,
 e.g. from a ``--geometry`` JSON file) replace tags or stand in for missing ones.
 
 Files that are not XA acquisitions (other SOP classes or modalities, colour secondary
@@ -18,74 +27,42 @@ import datetime
 import logging
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import DT
 
-try:  # pydicom >= 3
-    from pydicom.pixels import apply_modality_lut
-except ImportError:  # pydicom 2.x (the MONAI Label environment pins it)
-    from pydicom.pixel_data_handlers.util import apply_modality_lut
-
 from sdfcar.errors import bad_input
 from sdfcar.geometry import ViewGeometry
 from sdfcar.xa.overrides import checked_overrides
+from sdfcar.xa.pixels import IntensityModel, decode_frames, intensity_model, reason
+from sdfcar.xa.spacing import Spacing, detector_spacing
+from sdfcar.xa.tags import numbers
 
 XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1"
 ENHANCED_XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1.1"
 ACCEPTED_SOP_CLASSES = (XA_SOP_CLASS, ENHANCED_XA_SOP_CLASS)
-#: Convention for LOG (and DISP) pixel data, whose scale DICOM does not record: the stored
-#: range 0 .. 2^BitsStored - 1 spans this many nepers (e^8, about 3000:1) of X-ray
-#: intensity. Only the line-integral proxy's scale depends on it (calibrate with --mu).
-LOG_NEPERS_FULL_RANGE = 8.0
-
 _GEOMETRY_KEYWORDS = ("PositionerPrimaryAngle", "PositionerSecondaryAngle",
                       "DistanceSourceToDetector", "DistanceSourceToPatient",
-                      "DistanceSourceToIsocenter", "ImagerPixelSpacing", "PixelSpacing",
-                      "Rows", "Columns")
+                      "DistanceSourceToIsocenter", "Rows", "Columns")
 _INCREMENTS = {"PositionerPrimaryAngle": "PositionerPrimaryAngleIncrement",
                "PositionerSecondaryAngle": "PositionerSecondaryAngleIncrement"}
+#: Tags describing the imaged area on the detector, kept for the report (and the shutter).
+DETECTOR_TAGS = ("FieldOfViewShape", "FieldOfViewDimensions", "FieldOfViewOrigin",
+                 "DetectorActiveShape", "DetectorActiveDimensions", "DetectorActiveOrigin",
+                 "DetectorElementSpacing", "ShutterShape", "ShutterLeftVerticalEdge",
+                 "ShutterRightVerticalEdge", "ShutterUpperHorizontalEdge",
+                 "ShutterLowerHorizontalEdge", "CollimatorShape",
+                 "CollimatorLeftVerticalEdge", "CollimatorRightVerticalEdge",
+                 "CollimatorUpperHorizontalEdge", "CollimatorLowerHorizontalEdge")
 _ANGLE_FIELDS = {"PositionerPrimaryAngle": "primary_angle_deg",
                  "PositionerSecondaryAngle": "secondary_angle_deg"}
-
-
-# ----------------------------------------------------------------------------- intensities
-
-
-@dataclass(frozen=True)
-class IntensityModel:
-    """How stored pixel values relate to X-ray intensity (Pixel Intensity Relationship
-    0028,1040 and its Sign 0028,1041; LIN, LOG or DISP)."""
-
-    relationship: str
-    sign: int  # +1: higher values mean more X-ray intensity (vessels dark)
-    bits_stored: int
-
-    def attenuation(self, stored: np.ndarray) -> np.ndarray:
-        """``-ln(I)`` up to an additive constant (vessels bright), float64.
-
-        LIN: ``-ln(value)``; LOG and DISP: linear in the value with the scale of
-        :data:`LOG_NEPERS_FULL_RANGE`; a sign of -1 flips the values first."""
-        top = float(2**self.bits_stored - 1)
-        values = np.asarray(stored, dtype=np.float64)
-        if self.sign < 0:
-            values = top - values
-        if self.relationship == "LIN":
-            return -np.log(np.maximum(values, 0.5))
-        return -values * (LOG_NEPERS_FULL_RANGE / top)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping for reports."""
-        return {"relationship": self.relationship, "sign": self.sign,
-                "bits_stored": self.bits_stored}
 
 
 # ----------------------------------------------------------------------------- runs
@@ -103,6 +80,8 @@ class XARun:
     r_wave_frames: tuple[int, ...]  # 1-based frames at the R waves (end-diastole)
     sop_class: str
     warnings: tuple[str, ...] = ()
+    spacing_sources: tuple[str, ...] = ()  # where each frame's detector spacing came from
+    detector_tags: Mapping[str, Any] = field(default_factory=dict)  # see DETECTOR_TAGS
 
     @property
     def number_of_frames(self) -> int:
@@ -123,6 +102,10 @@ class XARun:
         """Geometry of frame ``number``."""
         return self.views[self._index(number)]
 
+    def spacing_source(self, number: int) -> str:
+        """Where frame ``number``'s detector spacing came from (:mod:`sdfcar.xa.spacing`)."""
+        return self.spacing_sources[self._index(number)]
+
     def pixel_mm(self, number: int = 1) -> float:
         """Pixel size at the isocenter (mean detector spacing x SOD / SID) in mm."""
         view = self.view(number)
@@ -136,7 +119,10 @@ class XARun:
                 "rows_cols": list(self.pixels.shape[1:]),
                 "intensity": self.intensity.to_dict(),
                 "frame_times": self.frame_times_ms is not None,
+                "ecg": bool(self.r_wave_frames),
                 "r_wave_frames": list(self.r_wave_frames),
+                "detector_spacing_source": sorted(set(self.spacing_sources)),
+                "detector_tags": dict(self.detector_tags),
                 "warnings": list(self.warnings)}
 
 
@@ -146,14 +132,22 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
     path = Path(path)
     dataset = _open(path)
     _check_kind(dataset, path)
-    pixels = _pixels(dataset, path)
-    notes: list[str] = []
+    pixels = decode_frames(dataset, path)
     overrides = checked_overrides(overrides, f"{path}: geometry override")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        views = tuple(_frame_view(dataset, path, index, len(pixels), overrides)
-                      for index in range(len(pixels)))
-    notes.extend(dict.fromkeys(str(w.message) for w in caught))
+        framed = [_frame_view(dataset, path, index, len(pixels), overrides)
+                  for index in range(len(pixels))]
+    views = tuple(view for view, _ in framed)
+    spacings = [spacing for _, spacing in framed]
+    notes = list(dict.fromkeys([s.note for s in spacings if s.note]
+                               + [str(w.message) for w in caught]))
+    detector = {keyword: _plain(dataset.get(keyword)) for keyword in DETECTOR_TAGS
+                if dataset.get(keyword) not in (None, "")}
+    if "FieldOfViewOrigin" in detector and "detector_offset_mm" not in overrides:
+        notes.append("Field of View Origin (0018,7030) present: if the image is a crop off the "
+                     "detector's centre the principal point moves, which the tags do not give; "
+                     "taken as centred (give detector_offset_mm with --geometry otherwise)")
     first = views[0].detector_shape
     if pixels.shape[1:] != first:
         raise bad_input(str(path), f"pixel data is {pixels.shape[1]}x{pixels.shape[2]} but the "
@@ -161,8 +155,15 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
     times = _frame_times(dataset, len(pixels), notes)
     r_waves = _r_wave_frames(dataset, len(pixels), times, notes)
     sop = str(dataset.get("SOPClassUID", "")) or XA_SOP_CLASS
-    return XARun(path, pixels, views, _intensity(dataset, pixels, notes), times, r_waves,
-                 UID(sop).name, tuple(notes))
+    relationship, _ = _frame_value(dataset, 0, "PixelIntensityRelationship")
+    sign, _ = _frame_value(dataset, 0, "PixelIntensityRelationshipSign")
+    intensity = intensity_model(relationship, sign,
+                                str(dataset.get("PhotometricInterpretation", "")),
+                                int(dataset.get("BitsStored") or 8 * pixels.itemsize), notes)
+    if not r_waves and len(pixels) > 1:
+        notes.append("no ECG (R-wave) information: the frame is chosen by vessel contrast alone")
+    return XARun(path, pixels, views, intensity, times, r_waves, UID(sop).name, tuple(notes),
+                 tuple(s.source for s in spacings), detector)
 
 
 def _open(path: Path) -> Dataset:
@@ -186,30 +187,6 @@ def _open(path: Path) -> Dataset:
     return dataset
 
 
-def _check_length(dataset: Dataset, path: Path) -> None:
-    """Uncompressed pixel data must hold Rows x Columns x frames x samples x bits."""
-    syntax = dataset.file_meta.get("TransferSyntaxUID")
-    if syntax is not None and UID(syntax).is_compressed:
-        return  # encapsulated: the decoder must decode every frame
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    bits = int(dataset.get("BitsAllocated", 0) or 0)
-    pixels = (int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0) * frames
-              * int(dataset.get("SamplesPerPixel", 1) or 1))
-    needed = (pixels * bits + 7) // 8
-    have = len(dataset.PixelData)
-    if have < needed:
-        raise bad_input(str(path), f"pixel data truncated: {have} bytes where Rows x Columns x "
-                                   f"{frames} frame(s) x {bits} bits need {needed}")
-
-
-def reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    if not text:
-        return type(error).__name__
-    first = text[0] if len(text[0]) <= 120 else text[0][:117] + "..."
-    return f"{type(error).__name__}: {first}"
-
-
 def _check_kind(dataset: Dataset, path: Path) -> None:
     if "PixelData" not in dataset:
         raise bad_input(str(path), "no pixel data (expected an XA image)")
@@ -226,31 +203,6 @@ def _check_kind(dataset: Dataset, path: Path) -> None:
     name = UID(sop).name if sop else "missing"
     raise bad_input(str(path), f"not an X-ray angiogram (Modality {modality}, SOP class {name}); "
                                "expected X-Ray Angiographic or Enhanced XA Image Storage")
-
-
-def _pixels(dataset: Dataset, path: Path) -> np.ndarray:
-    _check_length(dataset, path)
-    try:
-        array = dataset.pixel_array
-    except Exception as error:  # decoders raise many types; retry compressed data with GDCM
-        syntax = dataset.file_meta.get("TransferSyntaxUID")
-        if syntax is None or not UID(syntax).is_compressed:
-            raise bad_input(str(path), f"cannot read the pixel data ({reason(error)})") from None
-        try:
-            array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        except RuntimeError:
-            raise bad_input(str(path), f"cannot decode the pixel data ({UID(syntax).name}: "
-                                       f"{reason(error)})") from None
-    array = np.asarray(array)
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3 or array.shape[0] != frames:
-        raise bad_input(str(path), f"pixel data has shape {array.shape}, expected {frames} "
-                                   "grayscale frame(s)")
-    if "RescaleSlope" in dataset or "ModalityLUTSequence" in dataset:
-        array = apply_modality_lut(array, dataset).astype(np.float32)
-    return array
 
 
 def _plain(value: Any) -> Any:
@@ -302,11 +254,7 @@ def _increment(dataset: Dataset, path: Path, keyword: str, index: int, frames: i
     steps = _plain(dataset.get(name))
     if steps is None or steps == "":
         return 0.0
-    steps = steps if isinstance(steps, list) else [steps]
-    try:
-        steps = [float(s) for s in steps]
-    except (TypeError, ValueError):
-        raise bad_input(f"{path}: {name}", f"expected numbers, got {steps!r}") from None
+    steps = numbers(steps, f"{path}: {name}")
     if len(steps) == 1:
         return index * steps[0]
     if len(steps) != frames:
@@ -316,7 +264,8 @@ def _increment(dataset: Dataset, path: Path, keyword: str, index: int, frames: i
 
 
 def _frame_view(dataset: Dataset, path: Path, index: int, frames: int,
-                overrides: Mapping[str, Any]) -> ViewGeometry:
+                overrides: Mapping[str, Any]) -> tuple[ViewGeometry, Spacing]:
+    """The geometry of frame ``index`` and where its detector spacing came from."""
     tags = {}
     for keyword in _GEOMETRY_KEYWORDS:
         value, per_frame = _frame_value(dataset, index, keyword)
@@ -325,30 +274,14 @@ def _frame_view(dataset: Dataset, path: Path, index: int, frames: int,
         if keyword in _INCREMENTS and not per_frame and _ANGLE_FIELDS[keyword] not in overrides:
             value = _wrap(float(value) + _increment(dataset, path, keyword, index, frames))
         tags[keyword] = value
-    return ViewGeometry.from_dicom_tags(tags, str(path), overrides)
+    spacing = detector_spacing(lambda keyword: _frame_value(dataset, index, keyword)[0],
+                               overrides, str(path))
+    merged = {**overrides, "detector_spacing_mm": list(spacing.spacing_mm)}
+    return ViewGeometry.from_dicom_tags(tags, str(path), merged), spacing
 
 
 def _wrap(angle: float) -> float:
     return (angle + 180.0) % 360.0 - 180.0 if not -180.0 <= angle <= 180.0 else angle
-
-
-def _intensity(dataset: Dataset, pixels: np.ndarray, notes: list[str]) -> IntensityModel:
-    relationship, _ = _frame_value(dataset, 0, "PixelIntensityRelationship")
-    relationship = str(relationship or "").upper()
-    if relationship not in ("LIN", "LOG", "DISP"):
-        notes.append(f"Pixel Intensity Relationship (0028,1040) is "
-                     f"{relationship or 'missing'}; pixel values taken as linear")
-        relationship = "LIN"
-    sign, _ = _frame_value(dataset, 0, "PixelIntensityRelationshipSign")
-    if sign not in (1, -1):
-        monochrome1 = str(dataset.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-        sign = -1 if monochrome1 else 1
-    bits = int(dataset.get("BitsStored") or 8 * pixels.itemsize)
-    if relationship != "LIN":
-        notes.append(f"{relationship} pixel data: the integral proxy's scale assumes "
-                     f"{LOG_NEPERS_FULL_RANGE:g} nepers over the stored range (calibrate "
-                     "with --mu, or use mask targets)")
-    return IntensityModel(relationship, int(sign), bits)
 
 
 def _frame_times(dataset: Dataset, frames: int, notes: list[str]) -> np.ndarray | None:

@@ -19,7 +19,8 @@ from sdfcar.errors import bad_input
 from sdfcar.geometry import MIN_VIEW_SEPARATION_DEG, CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.io.case import Case
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
-from sdfcar.xa.dicom import XARun, read_xa, reason
+from sdfcar.xa.dicom import XARun, read_xa
+from sdfcar.xa.pixels import reason
 from sdfcar.xa.frames import FrameChoice, choose_frame
 from sdfcar.xa.overrides import GeometryOverrides
 from sdfcar.xa.vessels import Extraction, VesselParams, extract_vessels, write_extraction

@@ -10,13 +10,17 @@ pixel size there (detector spacing x SOD / SID).
    keeps narrow bright structures and drops anatomy wider than a vessel.
 2. **Vesselness**: multi-scale Hessian ridge filter (scikit-image ``sato``, bright ridges)
    with scales spanning ``min_diameter_mm`` to ``max_diameter_mm``.
-3. **Mask**: hysteresis threshold. Seeds are pixels above ``seed_fraction`` of the
+3. **Exposed field**: the collimated border (and cut corners) is found from the image
+   (:func:`sdfcar.xa.field.exposed_field`), filled with the median of the exposed pixels
+   before steps 1-2 (its edge is a ridge the filter responds to), and the vesselness is set
+   to 0 outside the field shrunk by ``max_diameter_mm`` (the ramp into the field).
+4. **Mask**: hysteresis threshold. Seeds are pixels above ``seed_fraction`` of the
    vesselness' 99.9th percentile (the large, well-filled vessels); they grow through
    pixels above the ``background_percentile``-th percentile of the vesselness measured
    farther than two maximal vessel diameters from every seed (the response of ribs, edges
    and noise). Pinholes (:data:`PINHOLE_MM2`) are filled and specks under
    ``min_area_mm2`` removed.
-4. **Line-integral proxy** (DSA-like): the background under the vessels (the mask dilated
+5. **Line-integral proxy** (DSA-like): the background under the vessels (the mask dilated
    by :data:`MASK_MARGIN_MM`) is interpolated harmonically from the pixels around them
    (:func:`sdfcar.xa.inpaint.harmonic_inpaint`: across a vessel, nearly linear between its two
    sides, so rib and heart-shadow edges that cross it are followed), and
@@ -27,7 +31,7 @@ pixel size there (detector spacing x SOD / SID).
    iodine concentration reached and scatter, so the proxy's scale is approximate and
    ``--mu`` calibrates it (a vessel of known diameter d should read about d mm).
 
-A user mask (e.g. from 3D Slicer) replaces steps 1-3; step 4 is unchanged.
+A user mask (e.g. from 3D Slicer) replaces steps 1-4; step 5 is unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from skimage import filters
 from sdfcar.io.atomic import atomic_directory
 from sdfcar.errors import bad_input
 from sdfcar.io.images import write_view
+from sdfcar.xa.field import exposed_field
 from sdfcar.xa.inpaint import harmonic_inpaint
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 
@@ -174,6 +179,13 @@ def _components(mask: np.ndarray, keep_area, structure: np.ndarray | None = None
     return keep[labels]
 
 
+def _exposed(attenuation: np.ndarray, pixel_mm: float, params: VesselParams
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The image with its collimated region filled, and the exposed field (step 3)."""
+    return exposed_field(attenuation, pixel_mm, params.max_diameter_mm / 2.0,
+                         params.max_diameter_mm)
+
+
 def line_integral_proxy(attenuation: np.ndarray, mask: np.ndarray, pixel_mm: float,
                         mu_per_mm: float = CONTRAST_MU_PER_MM
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,9 +212,11 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
                             "params": asdict(params)}
     response = None
     if mask is None:
-        response = vesselness(attenuation, pixel_mm, params)
+        filled, field = _exposed(attenuation, pixel_mm, params)
+        response = np.where(field, vesselness(filled, pixel_mm, params), np.float32(0.0))
         mask, thresholds = vessel_mask(response, pixel_mm, params)
-        info.update(mask_source="extracted", **thresholds)
+        info.update(mask_source="extracted", exposed_field_fraction=float(field.mean()),
+                    **thresholds)
     else:
         mask = np.asarray(mask)
         if mask.shape != attenuation.shape:
@@ -221,13 +235,17 @@ def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,
 def contrast_score(attenuation: np.ndarray, pixel_mm: float,
                    params: VesselParams = VesselParams()) -> float:
     """Vessel contrast of a frame: the mean of the top 1 % of its vesselness minus the
-    median (the noise floor), on a copy block-averaged to at most :data:`SCORE_SIZE_PX`
-    pixels a side. Grows with the opacification; comparable between frames of one run."""
+    median (the noise floor) within the exposed field (step 3: a collimator's border ridge
+    would otherwise dominate every frame alike), on a copy block-averaged to at most
+    :data:`SCORE_SIZE_PX` pixels a side. Grows with the opacification; comparable between
+    frames of one run."""
     attenuation = _check_image(attenuation, "frame")
     factor = max(1, int(np.ceil(max(attenuation.shape) / SCORE_SIZE_PX)))
     rows, cols = (s // factor * factor for s in attenuation.shape)
-    small = attenuation[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor)
-    response = vesselness(small.mean(axis=(1, 3)), pixel_mm * factor, params)
+    small = attenuation[:rows, :cols].reshape(rows // factor, factor, cols // factor,
+                                              factor).mean(axis=(1, 3))
+    filled, field = _exposed(small, pixel_mm * factor, params)
+    response = vesselness(filled, pixel_mm * factor, params)[field]
     top = np.percentile(response, 99.0)
     return float(response[response >= top].mean() - np.median(response))
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import pydicom
+import SimpleITK as sitk
 
 from sdfcar.io.case import load_case
 from sdfcar.apps.cli import build_parser, main
@@ -50,8 +51,11 @@ from sdfcar.progress import Step as Progress  # noqa: E402
 from SlicerSDFCARLib.requirements import (  # noqa: E402
     install_arguments, local_source, missing_requirements, read_requirements)
 from SlicerSDFCARLib.results import (  # noqa: E402
-    SEGMENTATION_FILE, ResultImportError, import_results, qca_line, working_view_camera)
+    SEGMENTATION_FILE, ResultImportError, import_results, import_xa_views, qca_line,
+    working_view_camera)
 from SlicerSDFCARLib.validation import ViewInput, has_errors, validate_views  # noqa: E402
+from SlicerSDFCARLib.xa_input import (  # noqa: E402
+    OVERRIDES_FILE, chosen_frames, edited_fields, xa_run_command)
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -443,6 +447,24 @@ def test_run_reports_progress_through_the_monitor(reconstruction):
     assert any(line.startswith("wrote ") for line in monitor.log)
 
 
+def assert_segment_is_label(segment, label, grid):
+    """The segment's binary labelmap is ``label`` (on its bounding box) in patient space."""
+    import vtk
+
+    assert label.any()
+    present = [np.flatnonzero(label.any(axis=tuple(a for a in range(3) if a != axis)))
+               for axis in range(3)]
+    extent = [int(v) for axis in present for v in (axis[0], axis[-1])]
+    labelmap = segment.GetRepresentation("Binary labelmap")
+    assert list(labelmap.GetExtent()) == extent
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    labelmap.GetImageToWorldMatrix(ijk_to_ras)
+    np.testing.assert_allclose(matrix_array(ijk_to_ras), LPS_TO_RAS @ grid.affine, atol=1e-6)
+    i0, i1, j0, j1, k0, k1 = extent
+    np.testing.assert_array_equal(image_array(labelmap) > 0,
+                                  label[i0:i1 + 1, j0:j1 + 1, k0:k1 + 1] > 0)
+
+
 @pytest.mark.slow
 def test_result_import_places_the_segmentation_in_patient_space(mrml, reconstruction):
     import vtk
@@ -458,18 +480,7 @@ def test_result_import_places_the_segmentation_in_patient_space(mrml, reconstruc
     assert segment.GetName() == "Coronary artery"
 
     label, grid = read_volume(out / "label.nii.gz")
-    assert label.any()
-    present = [np.flatnonzero(label.any(axis=tuple(a for a in range(3) if a != axis)))
-               for axis in range(3)]
-    extent = [int(v) for axis in present for v in (axis[0], axis[-1])]
-    labelmap = segment.GetRepresentation("Binary labelmap")
-    assert list(labelmap.GetExtent()) == extent
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    labelmap.GetImageToWorldMatrix(ijk_to_ras)
-    np.testing.assert_allclose(matrix_array(ijk_to_ras), LPS_TO_RAS @ grid.affine, atol=1e-6)
-    i0, i1, j0, j1, k0, k1 = extent
-    np.testing.assert_array_equal(image_array(labelmap) > 0,
-                                  label[i0:i1 + 1, j0:j1 + 1, k0:k1 + 1] > 0)
+    assert_segment_is_label(segment, label, grid)
 
     # Shown in 3D: a closed surface around the labelled voxels (RAS = LPS with x, y negated).
     assert node.GetDisplayNode().GetVisibility3D()
@@ -591,6 +602,120 @@ def test_failed_centreline_import_adds_nothing(mrml, tmp_path):
     with pytest.raises(ResultImportError, match=r"run\.json: not a readable run record"):
         import_results(scene, tmp_path / "out")
     assert scene.GetNumberOfNodes() == before
+
+
+# ----------------------------------------------------------------------------- raw XA in
+
+#: The fastest settings that give a non-empty label on the tiny XA pair (seconds, not minutes).
+XA_FAST = dict(preset="voxel", device="cpu", iterations=20)
+XA_VOLUME = volume_contract(32, 3.2)
+
+
+def test_only_the_geometry_fields_the_user_changed_are_overridden():
+    tags = {"primary_angle_deg": 30.0, "secondary_angle_deg": 0.0,
+            "source_to_detector_mm": 1000.0, "source_to_isocenter_mm": 750.0,
+            "detector_spacing_mm": (0.3, 0.3)}
+    assert edited_fields(settings(30.0), tags) == {}
+    assert edited_fields(settings(30.0, sod=760.0), tags) == {"source_to_isocenter_mm": 760.0}
+    assert edited_fields(settings(30.0, spacing=(0.3, 0.25)), tags) == {
+        "detector_spacing_mm": [0.3, 0.25]}
+    missing = {k: v for k, v in tags.items() if k != "detector_spacing_mm"}
+    assert edited_fields(settings(30.0), missing) == {"detector_spacing_mm": [0.3, 0.3]}
+
+
+def test_xa_run_command_writes_the_overrides_the_cli_reads(tmp_path):
+    from sdfcar.xa import load_geometry_overrides
+
+    command = xa_run_command("python3", ("a.dcm", "b.dcm"), None, tmp_path / "case",
+                             tmp_path / "rec", [{}, {"primary_angle_deg": -31.0}], XA_VOLUME,
+                             **XA_FAST)
+    args = build_parser().parse_args(command[3:])
+    assert args.frame is None and args.geometry == tmp_path / "case" / OVERRIDES_FILE
+    assert (args.preset, args.iterations, args.out) == ("voxel", 20, tmp_path / "rec")
+    overrides = load_geometry_overrides(args.geometry)
+    assert overrides.views == ({}, {"primary_angle_deg": -31.0})
+    assert overrides.volume.shape == (32, 32, 32)
+    framed = xa_reconstruct_command("p", ("a", "b"), (2, 0), "o", geometry="g.json")
+    assert build_parser().parse_args(framed[3:]).frame == [3, 1]
+    with pytest.raises(ResultImportError, match="report.json: no frame number"):
+        chosen_frames(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def xa_pair_files(tmp_path_factory):
+    """A tiny synthetic XA pair (128^2, 4 frames, lca0) as two DICOM files."""
+    from sdfcar.synthetic.xa import phantom_pair, write_pair
+
+    _, _, runs = phantom_pair("lca", 0, 128, CineOptions(frames=4))
+    return runs, write_pair(tmp_path_factory.mktemp("xa_pair"), runs)
+
+
+def reference_volume(scene, stored, name):
+    """A multi-frame volume of the run's frames (k = frame), as the DICOM module loads it."""
+    from vtk.util.numpy_support import numpy_to_vtk
+    import vtk
+
+    frames, rows, cols = stored.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(cols, rows, frames)
+    image.GetPointData().SetScalars(numpy_to_vtk(stored.astype(np.float32).ravel(), deep=True))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetAndObserveImageData(image)
+    node.SetSpacing(0.5, 0.5, 2.0)
+    node.SetOrigin(10.0, -5.0, 3.0)
+    return node
+
+
+@pytest.mark.slow
+def test_raw_xa_files_reconstruct_as_the_cli_and_show_the_2d_step(mrml, xa_pair_files,
+                                                                   tmp_path):
+    """Two raw XA files -> the module's command -> its run folder -> a segmentation node
+    whose label is the one ``sdfcar reconstruct --view1 --view2`` gives with the same
+    settings, and the 2D step's mask and line integral as volumes on the angiograms."""
+    runs, files = xa_pair_files
+    frames = (2, 3)
+    edits = [edited_fields(ViewSettings(*[found.values[f] for f in FIELDS]), found.values)
+             for found in (read_geometry(sys.executable, path, frame)
+                           for path, frame in zip(files, frames))]
+    assert edits == [{}, {}]  # the fields as the tags filled them
+    folder = tmp_path / "run"
+    command = xa_run_command(sys.executable, files, frames, folder / "case",
+                             folder / "reconstruction", edits, XA_VOLUME, **XA_FAST)
+    monitor = OutputMonitor()
+    returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),
+                       monitor, timeout_s=300)
+    assert returncode == 0, monitor.failure_message(returncode)
+    out = folder / "reconstruction"
+
+    cli_out = tmp_path / "cli"
+    assert main(["reconstruct", "--view1", str(files[0]), "--view2", str(files[1]),
+                 "--frame", "3", "4", "--geometry", str(folder / "case" / OVERRIDES_FILE),
+                 "--preset", "voxel", "--iterations", "20", "--device", "cpu", "--seed", "0",
+                 "--out", str(cli_out), "--progress", "none"]) == 0
+    label, grid = read_volume(cli_out / "label.nii.gz")
+    np.testing.assert_array_equal(read_volume(out / "label.nii.gz")[0], label)
+
+    scene = mrml.vtkMRMLScene()
+    results = import_results(scene, out)
+    assert_segment_is_label(results.segmentation.GetSegmentation().GetNthSegment(0), label,
+                            grid)
+    references = tuple(reference_volume(scene, run.stored, f"run {i}")
+                       for i, run in enumerate(runs, start=1))
+    assert chosen_frames(out) == frames
+    loaded = import_xa_views(scene, out, references, chosen_frames(out))
+    for index, ((mask, integral), reference, frame) in enumerate(
+            zip(loaded, references, frames), start=1):
+        assert mask.IsA("vtkMRMLLabelMapVolumeNode") and integral.IsA("vtkMRMLScalarVolumeNode")
+        assert scene.GetFirstNodeByName(f"View {index} vessel mask").GetID() == mask.GetID()
+        engine_mask = sitk.GetArrayFromImage(sitk.ReadImage(
+            str(out / "views" / f"view{index}" / "mask.nii.gz")))  # (rows, columns)
+        assert engine_mask.any()
+        np.testing.assert_array_equal(image_array(mask.GetImageData())[..., 0].T, engine_mask)
+        assert mask.GetSpacing() == reference.GetSpacing()
+        assert mask.GetOrigin() == pytest.approx((10.0, -5.0, 3.0 + 2.0 * frame))
+        assert integral.GetOrigin() == mask.GetOrigin()
+    with pytest.raises(ResultImportError, match="mask.nii.gz: file not found"):
+        import_xa_views(scene, tmp_path)
 
 
 # ----------------------------------------------------------------------------- module files
