@@ -244,7 +244,7 @@ def git_commit() -> str:
 #: marked ``under_load``: its seconds are not those of a quiet machine.
 LOAD_LIMIT = 1.5
 #: Suites whose cells :mod:`realistic` runs (the rest run here).
-REALISTIC_SUITES = ("realistic", "robustness-matrix")
+REALISTIC_SUITES = ("realistic", "robustness-matrix", "calibration")
 #: The preset name of the rows that score the truth's own partial-volume label (no fit).
 CEILING = "ceiling"
 

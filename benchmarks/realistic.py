@@ -135,11 +135,11 @@ def calibration_cells(presets: Sequence[str] | None = None,
                       iterations: dict[str, int] | None = None) -> list[Cell]:
     """Per phantom and error of :data:`CALIBRATION_ERRORS`: each preset (default:
     :data:`CALIBRATION_PRESETS`) with self-calibration as the preset has it (``auto``) and
-    off."""
+    off; with the exact geometry forced ``on`` and off (``auto`` leaves it alone)."""
     presets, iterations = list(presets or CALIBRATION_PRESETS), iterations or {}
     return [_cell("calibration", kind, seed, preset, iterations, calibration=mode, **fields)
             for fields in CALIBRATION_ERRORS.values() for kind, seed in CALIBRATION_PHANTOMS
-            for preset in presets for mode in ("auto", "off")]
+            for preset in presets for mode in (("auto", "off") if fields else ("on", "off"))]
 
 
 SUITES = {"realistic": realistic_cells, "robustness-matrix": matrix_cells,

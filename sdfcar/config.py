@@ -85,10 +85,14 @@ class CalibrationSettings:
     max_translation_mm: float = 10.0
     #: The prior that chooses among the corrections the views cannot tell apart: standard
     #: deviations of the angle error (degrees), of a lateral / anterior-posterior shift
-    #: (isocenter, table; mm) and of a head-feet shift (breathing, 4.9 +- 1.9 mm; mm).
+    #: (isocenter, table; mm) and of a head-feet shift (breathing: 4.9 +- 1.9 mm between
+    #: runs, up to 8). A wide head-feet prior against a narrow lateral one puts an unseen
+    #: shift head-feet: on a small Y tree a 4 mm breathing shift then leaves 0.04 mm of 3D
+    #: error (0.17 with a 1.5 degree turn), against 1.1-1.3 mm with (1 degree, 2 mm, 5 mm);
+    #: a lateral isocenter error along the baseline is lost either way (3.7-4.2 mm).
     prior_rotation_deg: float = 1.0
-    prior_shift_mm: float = 2.0
-    prior_head_feet_mm: float = 5.0
+    prior_shift_mm: float = 1.0
+    prior_head_feet_mm: float = 10.0
     auto_inconsistency: float = 2e-3
     #: Methods that refine the pose with their model (the tree method), along the directions
     #: the views determine only: steps of the pose alone on the binned views first, and

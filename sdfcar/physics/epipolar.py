@@ -36,7 +36,7 @@ class ViewSamples:
 
     rows: np.ndarray
     cols: np.ndarray
-    #: line integral x solid angle x SOD^2 (mm^3 / mm^2 ... the profile's unit is immaterial).
+    #: Line integral x the pixel's solid angle x SOD^2 (only the profiles' shapes are compared).
     mass: np.ndarray
 
     @classmethod

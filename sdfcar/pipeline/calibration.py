@@ -123,11 +123,14 @@ class Calibration:
     inconsistency: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     seen: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
+    #: ``auto`` found a correction at its bounds (these components) and did not use it.
+    rejected: list[str] = field(default_factory=list)
 
     @classmethod
     def run(cls, problem: Problem, settings: CalibrationSettings) -> Calibration:
         """Decide (``auto``: line integrals whose epipolar inconsistency is high), then
-        correct view 2 (see the module docstring)."""
+        correct view 2 (see the module docstring); ``auto`` keeps the given geometry when
+        the correction found reaches its bounds."""
         given = problem.geometry
         wanted = settings.mode == "on" or (settings.mode == "auto"
                                            and problem.target == "integral")
@@ -142,6 +145,16 @@ class Calibration:
             return calibration
         x = search.search()
         calibration.inconsistency["corrected"] = round(search.inconsistency(x), 6)
+        bounded = Correction.of_vector(x).at_bound(settings.bounds)
+        if settings.mode == "auto" and bounded:
+            log.warning("self-calibration: the views agree best with view 2 corrected up to "
+                        "its bounds (%s; epipolar inconsistency %.2g -> %.2g); kept the given "
+                        "geometry (set calibration.mode=on to use the correction, or widen "
+                        "calibration.max_*)", ", ".join(bounded), before,
+                        calibration.inconsistency["corrected"])
+            calibration.active = False
+            calibration.rejected = bounded
+            return calibration
         calibration.seen = search.seen_directions(x)
         calibration.add(Correction.of_vector(x), "epipolar")
         return calibration
@@ -178,6 +191,7 @@ class Calibration:
         return {"mode": self.settings.mode, "active": self.active,
                 "inconsistency": self.inconsistency, "stages": self.stages,
                 "total": total.to_dict(), "at_bound": at_bound,
+                "rejected_at_bound": self.rejected,
                 "seen_directions": np.round(self.seen, 3).tolist(),
                 "not_identifiable": f"{6 - len(self.seen)} of the 6 correction directions "
                                     "(set by the prior; see sdfcar.pipeline.calibration)"

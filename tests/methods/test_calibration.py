@@ -142,3 +142,22 @@ def test_sdf_tree_with_calibration_reconstructs_views_whose_geometry_is_off(tree
                        atol=2e-3)
     points = np.concatenate([vessel.points for vessel in tree])
     assert _reprojection_mm(ViewGeometry.from_dict(used), TRUE_VIEW2, points) < 1.0
+
+
+def test_auto_keeps_the_given_geometry_when_the_correction_reaches_its_bounds(fine_label):
+    """A correction at its bounds is more likely a sign of views that hold more than the
+    vessels (or of a geometry far off) than a measurement: ``auto`` does not use it."""
+    from sdfcar.config import build_config
+    from sdfcar.pipeline.calibration import Calibration
+    from sdfcar.pipeline.problem import build_problem
+
+    label, grid = fine_label
+    views = project_label(label, grid, (VIEWS[0], TRUE_VIEW2))
+    for mode, used in (("auto", False), ("on", True)):
+        config = build_config("tubes", [f"calibration.mode={mode}",
+                                        "calibration.max_translation_mm=1"], device="cpu")
+        problem, _ = build_problem(views, GEOMETRY, None, config, torch.device("cpu"))
+        calibration = Calibration.run(problem, config.calibration)
+        record = calibration.finish(None)
+        assert calibration.active == used and (calibration.geometry != GEOMETRY) == used
+        assert bool(record["rejected_at_bound"]) != used and bool(record["at_bound"]) == used

@@ -4,7 +4,6 @@ start and those directions)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from sdfcar.geometry.correction import Correction
