@@ -120,7 +120,7 @@ def test_the_fitted_motion_is_the_moved_view_and_respects_its_bounds():
 
 
 @pytest.mark.slow
-def test_sdf_tree_with_calibration_reconstructs_views_whose_geometry_is_off(tree):
+def test_sdf_tree_with_calibration_reconstructs_views_whose_geometry_is_off(tree, tmp_path):
     fine = GRID.refined(4)
     views = project_label(rasterize_segments(tree, fine) >= 0.5, fine, (VIEWS[0], TRUE_VIEW2))
     label = rasterize_segments(tree, GRID, supersample=2) >= 0.5
@@ -142,6 +142,14 @@ def test_sdf_tree_with_calibration_reconstructs_views_whose_geometry_is_off(tree
                        atol=2e-3)
     points = np.concatenate([vessel.points for vessel in tree])
     assert _reprojection_mm(ViewGeometry.from_dict(used), TRUE_VIEW2, points) < 1.0
+    # The output folder carries it: run.json's sections, a report titled with the correction.
+    import json
+
+    from sdfcar.io.outputs import write_outputs
+    out = write_outputs(tmp_path / "out", on)
+    run = json.loads((out / "run.json").read_text())
+    assert run["calibration"]["active"] and run["geometry_used"]["corrected"]
+    assert (out / "report.png").stat().st_size > 10_000
 
 
 def test_auto_keeps_the_given_geometry_when_the_correction_reaches_its_bounds(fine_label):
