@@ -31,6 +31,9 @@ $(ML_STAMP): pyproject.toml
 	test -x $(ML_PYTHON) || python3 -m venv $(ML_VENV)
 	$(ML_PYTHON) -c "import torch" 2>/dev/null || $(ML_PYTHON) -m pip install "$(TORCH_SPEC)"
 	$(ML_PYTHON) -c "import torch; print('torch==' + torch.__version__)" > $(ML_VENV)/constraints.txt
+	# monailabel 0.8.5 needs numpy<2; dicomweb-client 0.61 needs pydicom 3. Said outright,
+	# pip resolves them with the XA decoders; left to backtrack, it gives up.
+	printf 'numpy<2\ndicomweb-client<0.61\n' >> $(ML_VENV)/constraints.txt
 	$(ML_PYTHON) -m pip install -c $(ML_VENV)/constraints.txt -e ".[monailabel]" "pytest>=7.4"
 	touch $(ML_STAMP)
 

@@ -29,7 +29,8 @@ SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
 COMMON_KEYS = {"preset", "method", "prior", "seed", "device", "target", "silhouettes",
                "config", "inputs", "vessel_voxels", "components",
                "components_before_postprocess", "tree", "reprojection", "seconds",
-               "statistics", "output_grid", "qca", "sdfcar_version", "torch_version"}
+               "statistics", "output_grid", "qca", "calibration", "geometry_used",
+               "sdfcar_version", "torch_version"}
 #: The QCA files, written for the methods with centrelines.
 QCA_FILES = {"centerlines.mrk.json", "centerlines.vtp", "qca.csv", "working_views.png"}
 
