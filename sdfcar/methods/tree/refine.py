@@ -13,7 +13,7 @@ pixel count so its scale does not jump when ``U`` is rebuilt):
 
 Adam on the points and log radii (step sizes decayed to 0 along a cosine), with the
 (pixel, piece) pairs rebuilt every ``rebuild_every`` steps and early stopping once the
-loss stops improving. A view with a :class:`~sdfcar.methods.tree.calibration.Motion` sees
+loss stops improving. A view with a :class:`~sdfcar.methods.tree.pose.Motion` sees
 the tree through it (self-calibration): its pose is fitted with the tree, or alone.
 """
 
