@@ -17,9 +17,10 @@ With an X-ray detector's narrow cone (+-4 degrees) two more combinations come cl
 about the axis across the baseline in the detector plane (with a shift), and a shift along
 view 2's beam (a 0.1 % change of magnification per mm). On lca0 at the reference views the
 inconsistency's curvature along those three is 1e-5 of the largest; the views determine the
-other three (:func:`seen_directions`). Along the unseen ones the prior decides, so the
-correction is right there only as far as the prior is (a head-feet shift: yes; a lateral
-isocenter error: partly). Every method then fits the corrected views; a method with a model
+other three (:meth:`EpipolarSearch.seen_directions`). Along the unseen ones the prior
+decides, so the correction is right there only as far as the prior is: a head-feet shift
+is put right; a lateral isocenter error's part along the baseline is moved head-feet and
+ends worse than uncorrected (``benchmarks/calibration_geometry.py``). Every method then fits the corrected views; a method with a model
 of its own refines the pose along the seen directions (the tree method,
 :mod:`sdfcar.methods.tree.pose`).
 """
