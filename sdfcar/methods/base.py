@@ -61,7 +61,7 @@ class Problem:
     seed: int
     #: Self-calibration is on (:mod:`sdfcar.pipeline.calibration` corrected the geometry):
     #: how a method with a model of its own may refine view 2's pose. None: as given.
-    calibration: PoseFreedom | None = None
+    pose_freedom: PoseFreedom | None = None
 
     @property
     def grid(self) -> VolumeGrid:

@@ -170,7 +170,7 @@ class Calibration:
         """``problem`` in the corrected geometry, with the pose freedom its method may use."""
         start = Correction.difference(self.geometry.views[1], self.given.views[1])
         freedom = PoseFreedom(self.seen, start.vector, self.settings) if self.active else None
-        return replace(problem, geometry=self.geometry, calibration=freedom)
+        return replace(problem, geometry=self.geometry, pose_freedom=freedom)
 
     def finish(self, fitted: CaseGeometry | None) -> dict[str, Any]:
         """The run record's section, once the method has run (``fitted``: the geometry it

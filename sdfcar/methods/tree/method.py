@@ -94,7 +94,7 @@ class TreeMethod:
                       "seconds": seconds, "centrelines": centreline_record(vessels)}
         return Reconstruction(occupancy, sdf, statistics, partial(
             _field, vessels=vessels, supersample=settings.supersample),
-            geometry if problem.calibration is not None else None)
+            geometry if problem.pose_freedom is not None else None)
 
     def _refined(self, problem: Problem, settings: TreeSettings, vessels: list[Segment],
                  progress: Progress) -> tuple[list[Segment], list[dict[str, Any]], CaseGeometry]:
@@ -116,9 +116,9 @@ class TreeMethod:
 def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coarse: bool,
           progress: Progress) -> tuple[list[Segment], int, Problem]:
     """``vessels`` refined against the problem's views (binned first when ``coarse``; when
-    self-calibrating, view 2's pose alone first, then with the tree), the steps taken, and
-    the problem in the geometry refined with them."""
-    refined, freedom = settings.refine, problem.calibration
+    self-calibrating, view 2's pose alone on the binned views first, then with the tree),
+    the steps taken, and the problem in the geometry refined with them."""
+    refined, freedom = settings.refine, problem.pose_freedom
     model = TreeModel.from_segments(vessels, torch.float32, problem.device)
     motion = None if freedom is None else Motion(freedom, torch.float32, problem.device)
     calibration = None if freedom is None else freedom.settings
@@ -128,7 +128,8 @@ def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coar
         targets = view_targets(problem.geometry.views, problem.measured, problem.silhouettes,
                                torch.float32, problem.device, binning)
         targets[1].motion = motion
-        alone = () if motion is None or index else ((False, calibration.pose_iterations),)
+        first_binned = motion is not None and coarse and index == 0
+        alone = ((False, calibration.pose_iterations),) if first_binned else ()
         for fit_tree, count in alone + ((True, iterations),):
             steps += refine(model, targets, refined, count, problem.target,
                             problem.silhouette.k, settings.tracing.step_mm, progress,
@@ -140,7 +141,7 @@ def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coar
         views = (first, further.applied(second))
         freedom = replace(freedom, start=freedom.start + further.vector)
         problem = replace(problem, geometry=replace(problem.geometry, views=views),
-                          calibration=freedom)
+                          pose_freedom=freedom)
     return model.to_segments(), steps, problem
 
 
