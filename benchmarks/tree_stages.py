@@ -1,12 +1,12 @@
 """Where the tree method's quality and time come from: scores after tracing, after the
-global refinement and after the topology round, with each stage's wall time.
+global refinement and after each topology round, with each stage's wall time.
 
 Views are simulated from each phantom voxelised at 0.4 mm (no inverse crime), noise-free,
 at the reference geometry (two 512^2 views); scores are against the phantom's 0.8 mm label
 and its true centrelines. One process runs every case in turn; the load average at start
 and end is recorded (figures taken under load are marked).
 
-    python benchmarks/tree_stages.py --cases lca0,rca0 [--trees 6] [--out FILE.md]
+    python benchmarks/tree_stages.py --cases lca0,rca0 [--trees 6] [--rounds 2] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ HEADER = """## Hybrid SDF tube tree (`sdf-tree`): what each stage adds
 
 Views simulated from each phantom voxelised at 0.4 mm (2x finer than the 0.8 mm grid: no
 inverse crime), noise-free, reference geometry, two 512^2 views. Scores after tracing (the
-`tubes` tracer), after the global refinement (the preset's default), and after one
-topology round (`tree.rounds=1`, off by default), against the 0.8 mm label (Dice, clDice)
+`tubes` tracer), after the global refinement, and after each topology round (prune,
+re-trace the residual, refine: `tree.rounds`), against the 0.8 mm label (Dice, clDice)
 and the true centrelines (recall and precision at 1 mm, median radius error of the
 model's centrelines). Stage seconds include the scoring-free work of that stage only.
 
@@ -58,8 +58,9 @@ def scores(vessels: list[Segment], label: np.ndarray, truth, grid) -> dict[str, 
             "radius": lines["radius_error_mm"], "vessels": len(vessels)}
 
 
-def run_case(name: str, trees: int) -> list[tuple[str, dict[str, float], float]]:
-    """(stage, scores, seconds) after tracing, refinement and one topology round."""
+def run_case(name: str, trees: int, rounds: int) -> list[tuple[str, dict[str, float], float]]:
+    """(stage, scores, seconds) after tracing, refinement and each of ``rounds`` topology
+    rounds."""
     kind, seed = name[:3], int(name[3:])
     geometry = CaseGeometry(REFERENCE_VIEWS)
     grid = geometry.volume
@@ -76,14 +77,15 @@ def run_case(name: str, trees: int) -> list[tuple[str, dict[str, float], float]]
         vessels = trace_tree(problem.measured, geometry, settings.tracing, silent).vessels
         rows.append(("traced", scores(vessels, label, truth, grid), time.perf_counter() - clock))
         clock = time.perf_counter()
-        vessels, _ = refit(problem, settings, vessels, True, silent)
+        vessels, _, _ = refit(problem, settings, vessels, True, silent)
         rows.append(("refined", scores(vessels, label, truth, grid),
                      time.perf_counter() - clock))
-        clock = time.perf_counter()
-        grown, _ = repair(problem, settings, vessels)
-        vessels, _ = refit(problem, settings, grown, False, silent)
-        rows.append(("topology round", scores(vessels, label, truth, grid),
-                     time.perf_counter() - clock))
+        for round_ in range(1, rounds + 1):
+            clock = time.perf_counter()
+            grown, _ = repair(problem, settings, vessels)
+            vessels, _, _ = refit(problem, settings, grown, False, silent)
+            rows.append((f"topology round {round_}", scores(vessels, label, truth, grid),
+                         time.perf_counter() - clock))
     return rows
 
 
@@ -91,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="lca0,rca0")
     parser.add_argument("--trees", type=int, default=6, help="tracer start tubes tried")
+    parser.add_argument("--rounds", type=int, default=2, help="topology rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "tree_stages.md")
     args = parser.parse_args()
@@ -98,13 +101,14 @@ def main() -> None:
     lines = ["| case | stage | Dice | clDice | cl recall 1 mm | cl precision 1 mm | "
              "radius error (mm) | vessels | stage s |", "|---|---|---|---|---|---|---|---|---|"]
     for name in args.cases.split(","):
-        for stage, s, seconds in run_case(name, args.trees):
+        for stage, s, seconds in run_case(name, args.trees, args.rounds):
             lines.append(f"| {name} | {stage} | {s['dice']:.3f} | {s['cldice']:.3f} | "
                          f"{s['recall']:.3f} | {s['precision']:.3f} | {s['radius']:.3f} | "
                          f"{s['vessels']} | {seconds:.1f} |")
             print(lines[-1], flush=True)
     load.append(os.getloadavg()[0])
-    note = (f"\n`python benchmarks/tree_stages.py --cases {args.cases} --trees {args.trees}`; "
+    note = (f"\n`python benchmarks/tree_stages.py --cases {args.cases} --trees {args.trees} "
+            f"--rounds {args.rounds}`; "
             f"load average {load[0]:.1f} at start, {load[1]:.1f} at end"
             f"{' (timed under load)' if max(load) > 1.5 else ''}; torch threads "
             f"{torch.get_num_threads()}.\n")

@@ -9,11 +9,14 @@ The chord of a ray ``S + s e`` through a piece is the overlap of two intervals i
   axis and ``_perp`` the parts perpendicular to it, a quadratic in ``s``;
 * the slab between the end planes: ``0 <= (w + s e) . d <= |B - A|``.
 
-The radius is interpolated linearly along the axis at the ray's closest approach. A
-vessel's free ends are half balls (:func:`cap_chords`), as in its signed distance
-(:func:`sdfcar.geometry.tubes.segments_sdf`). The renderer works on a fixed list of
-(pixel, piece) pairs, the pixels whose ray passes near the piece (:func:`piece_pairs`),
-rebuilt by the caller whenever the pieces have moved.
+The radius is interpolated linearly along the axis at the ray's closest approach. Every
+centreline point is also a ball of its radius (:func:`ball_intervals`): the round joints and
+ends of the tapered capsules whose union is the tree's signed distance
+(:func:`sdfcar.geometry.tubes.segments_sdf`). A pixel's integral is the length of the union
+of its ray's intervals (:func:`render_union`), so a branch overlapping its parent, a piece
+overlapping its neighbour at a bend and a ball inside its pieces count once. The renderer
+works on fixed lists of (pixel, shape) pairs, the pixels whose ray passes near the shape
+(:func:`piece_pairs`), rebuilt by the caller whenever the shapes have moved.
 """
 
 from __future__ import annotations
@@ -80,17 +83,15 @@ def piece_pairs(view: ViewGeometry, starts: np.ndarray, ends: np.ndarray,
                  torch.as_tensor(np.concatenate(rays), dtype=dtype, device=device))
 
 
-def _overlap(middle: torch.Tensor, half: torch.Tensor, cos: torch.Tensor, low_t: torch.Tensor,
-             high_t: torch.Tensor | None) -> torch.Tensor:
-    """Length of ``[middle - half, middle + half]`` inside the slab ``low_t <= t(s) <=
-    high_t`` (``high_t`` None: no upper plane), where ``t(s) = t0 + s cos`` and ``low_t``,
-    ``high_t`` are already relative to ``t0``; all or nothing when ``cos ~ 0``."""
+def _interval(middle: torch.Tensor, half: torch.Tensor, cos: torch.Tensor,
+              low_t: torch.Tensor, high_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit ``s`` of ``[middle - half, middle + half]`` inside the slab ``low_t <=
+    t(s) <= high_t``, where ``t(s) = t0 + s cos`` and the bounds are already relative to
+    ``t0``; all or nothing when ``cos ~ 0``. An empty interval has exit <= entry."""
     safe_cos = torch.where(cos.abs() < 1e-9, torch.full_like(cos, 1e-9), cos)
-    first = low_t / safe_cos
-    second = high_t / safe_cos if high_t is not None \
-        else torch.where(safe_cos > 0, torch.full_like(cos, 1e12), torch.full_like(cos, -1e12))
+    first, second = low_t / safe_cos, high_t / safe_cos
     low, high = torch.minimum(first, second), torch.maximum(first, second)
-    return (torch.minimum(middle + half, high) - torch.maximum(middle - half, low)).clamp_min(0.0)
+    return torch.maximum(middle - half, low), torch.minimum(middle + half, high)
 
 
 def _softened_root(square: torch.Tensor) -> torch.Tensor:
@@ -98,13 +99,11 @@ def _softened_root(square: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(square.clamp_min(0.0) + EDGE_SOFTENING_MM2) - EDGE_SOFTENING_MM2 ** 0.5
 
 
-def piece_chords(source: torch.Tensor, rays: torch.Tensor, starts: torch.Tensor,
-                 ends: torch.Tensor, radius_start: torch.Tensor, radius_end: torch.Tensor,
-                 clip_start: torch.Tensor | None = None) -> torch.Tensor:
-    """Chord lengths (mm) of rays ``(P, 3)`` from ``source`` through the pieces
-    ``starts -> ends`` ``(P, 3)`` with end radii ``(P,)``; see the module docstring.
-    ``clip_start`` (mm, ``(P,)``) moves a piece's start plane along its axis (a branch's
-    first piece begins at its parent's wall, not inside the parent)."""
+def piece_intervals(source: torch.Tensor, rays: torch.Tensor, starts: torch.Tensor,
+                    ends: torch.Tensor, radius_start: torch.Tensor, radius_end: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances (mm from ``source``) of rays ``(P, 3)`` through the pieces
+    ``starts -> ends`` ``(P, 3)`` with end radii ``(P,)``; see the module docstring."""
     axis = ends - starts
     length = torch.linalg.norm(axis, dim=1).clamp_min(1e-9)
     d = axis / length[:, None]
@@ -121,27 +120,53 @@ def piece_chords(source: torch.Tensor, rays: torch.Tensor, starts: torch.Tensor,
     radius = radius_start + t * (radius_end - radius_start)
     c = (w_perp * w_perp).sum(dim=1) - radius * radius
     half = _softened_root((b * b - a * c) / (a * a))
-    start = -wd if clip_start is None else torch.minimum(clip_start, length) - wd
-    return _overlap(middle, half, cos, start, length - wd)
+    return _interval(middle, half, cos, -wd, length - wd)
 
 
-def cap_chords(source: torch.Tensor, rays: torch.Tensor, centres: torch.Tensor,
-               normals: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
-    """Chord lengths (mm) of rays through the half balls of ``radii`` at ``centres`` on the
-    side of the unit ``normals`` (the round end of a vessel beyond its last piece)."""
+def ball_intervals(source: torch.Tensor, rays: torch.Tensor, centres: torch.Tensor,
+                   radii: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances (mm from ``source``) of rays ``(P, 3)`` through the balls of
+    ``radii`` at ``centres`` (a vessel's joints and round ends)."""
     w = source - centres
-    wn = (w * normals).sum(dim=1)
     middle = -(w * rays).sum(dim=1)
     half = _softened_root(middle * middle - (w * w).sum(dim=1) + radii * radii)
-    return _overlap(middle, half, (rays * normals).sum(dim=1), -wn, None)
+    return middle - half, middle + half
 
 
-def render_pairs(pairs: Pairs, chords: Callable[..., torch.Tensor], source: torch.Tensor,
-                 parts: Sequence[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
-    """``image`` (flat over the detector) plus the ``chords`` of every pair, summed per
-    pixel; ``parts`` are the per-piece tensors ``chords`` takes after the rays, indexed by
-    the pairs' piece index."""
-    # index_select, not indexing: its backward is a fast index_add (indexing's is a
-    # sorting index_put).
-    values = chords(source, pairs.rays, *(t.index_select(0, pairs.pieces) for t in parts))
-    return image.index_add(0, pairs.pixels, values)
+Intervals = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def render_union(parts: Sequence[tuple[Pairs, Intervals, Sequence[torch.Tensor]]],
+                 source: torch.Tensor, pixel_count: int) -> torch.Tensor:
+    """Line integrals (flat over the detector) of the union of shapes: for each ``(pairs,
+    intervals, tensors)``, the rays of ``pairs`` through the shapes ``intervals`` describes
+    by ``tensors`` (per shape, indexed by the pairs' shape index). Per pixel the length of
+    the union of its intervals: overlapping pieces, balls and branches count once, as in
+    the signed distance (:func:`sdfcar.geometry.tubes.segments_sdf`)."""
+    enters, exits, pixels = [], [], []
+    for pairs, intervals, tensors in parts:
+        enter, exit_ = intervals(source, pairs.rays,
+                                 *(t.index_select(0, pairs.pieces) for t in tensors))
+        hit = (exit_ > enter).detach()
+        enters.append(enter[hit])
+        exits.append(exit_[hit])
+        pixels.append(pairs.pixels[hit])
+    enter, exit_, pixel = torch.cat(enters), torch.cat(exits), torch.cat(pixels)
+    image = enter.new_zeros(pixel_count)
+    if not len(pixel):
+        return image
+    # Sort by pixel, then entry: a sweep per pixel where each interval adds what reaches
+    # beyond the farthest exit of the intervals before it.
+    order = torch.sort(enter.detach(), stable=True).indices
+    order = order[torch.sort(pixel[order], stable=True).indices]
+    enter, exit_, pixel = enter[order], exit_[order], pixel[order]
+    first = torch.ones_like(pixel, dtype=torch.bool)
+    first[1:] = pixel[1:] != pixel[:-1]
+    group = torch.cumsum(first.long(), 0) - 1
+    # A running maximum within groups: an offset per group larger than any ray length.
+    offset = group.to(torch.float64) * (2.0 * float(exit_.detach().abs().max()) + 1.0)
+    reach = torch.cummax(exit_.detach().to(torch.float64) + offset, 0).indices
+    before = torch.where(first, enter, exit_.index_select(0, torch.roll(reach, 1)))
+    added = (exit_ - torch.maximum(enter, before)).clamp_min(0.0)
+    return image.index_add(0, pixel, added)
+

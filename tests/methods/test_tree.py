@@ -84,19 +84,42 @@ def test_binned_view_keeps_its_pixel_centres():
     assert silhouette.dtype == bool and silhouette.any() and not silhouette.all()
 
 
-def test_rendered_pieces_match_the_projected_fine_voxelisation():
-    vessel = _bent()
-    projected = _views([vessel], 4)[0]
-    model = TreeModel.from_segments([vessel])
+def _y_tree():
+    trunk = _bent(count=30)
+    branch = Segment("branch", np.stack([trunk.points[12] + [0.0, 6.0 * k, 0.5 * k]
+                                         for k in np.linspace(0.0, 1.0, 10)]),
+                     np.linspace(1.0, 0.7, 10), "bent")
+    return [trunk, branch]
+
+
+@pytest.mark.parametrize("segments", [[_bent()], _y_tree()], ids=["tube", "y-tree"])
+def test_rendered_tree_matches_the_projected_fine_voxelisation(segments):
+    projected = _views(segments, 4)[0]
+    model = TreeModel.from_segments(segments)
     targets = view_targets(VIEWS[:1], [projected], [projected > 0.05], torch.float64,
                            torch.device("cpu"))
     rebuild_pairs(model, targets)
     rendered = render(model, targets[0]).reshape(projected.shape).numpy()
-    # Up to the voxelisation's staircase at the walls. Measured: correlation 0.9986,
-    # relative L2 0.053, total 0.991 (without the half-ball end caps: 0.978, 0.21, 0.94).
+    # Up to the voxelisation's staircase at the walls. Measured (tube; Y tree): correlation
+    # 0.9988; 0.9988, relative L2 0.049; 0.048, total 0.992; 0.994. The branch overlapping
+    # its parent counts once (the union of the pieces and balls).
     assert np.corrcoef(rendered.ravel(), projected.ravel())[0, 1] > 0.995
-    assert np.linalg.norm(rendered - projected) < 0.08 * np.linalg.norm(projected)
+    assert np.linalg.norm(rendered - projected) < 0.07 * np.linalg.norm(projected)
     assert abs(rendered.sum() / projected.sum() - 1.0) < 0.02
+
+
+def test_overlapping_vessels_render_once():
+    vessel = _bent(count=20)
+    copy = Segment("copy", vessel.points.copy(), vessel.radii.copy(), None)
+    images = []
+    for segments in ([vessel], [vessel, copy]):
+        model = TreeModel.from_segments(segments)
+        target = view_targets(VIEWS[:1], [np.zeros((160, 160))], [np.zeros((160, 160), bool)],
+                              torch.float64, torch.device("cpu"))
+        rebuild_pairs(model, target)
+        images.append(render(model, target[0]).numpy())
+    assert images[0].max() > 2.0
+    assert np.allclose(images[0], images[1], atol=1e-9)
 
 
 def test_rendered_gradients_match_finite_differences():
@@ -192,10 +215,9 @@ def test_sdf_tree_recovers_a_crossing_y_tree_in_one_piece_and_repeats_it(crossin
     label, views = crossing_case
     config = build_config("sdf-tree", ["tree.tracing.trees=3"], device="cpu")
     result = reconstruct(views, GEOMETRY, config)
-    # Issue 19 asks for 0.85; measured 0.79 (tubes: 0.82): the tracer joins the second
-    # branch to the first where they cross in view 1 and misses the first's proximal half,
-    # and the topology round does not repair it. This bound guards what is achieved.
-    assert dice(result.label, label) >= 0.75
+    # Issue 19 asks for 0.85; measured 0.849 (tubes: 0.82; 0.79 when the renderer summed
+    # overlapping pieces instead of taking their union). This bound guards what is achieved.
+    assert dice(result.label, label) >= 0.82
     assert result.record.components == 1
     assert result.record.method == "tree"
     statistics = result.record.statistics["tree"]

@@ -10,7 +10,7 @@ from sdfcar.metrics import dice
 from sdfcar.geometry.tubes import Segment, rasterize_segments
 from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import project_label
-from sdfcar.methods.tubes.tracing import _ViewData, fit_tube
+from sdfcar.methods.tubes.tracing import TubeSettings, _ViewData, extend_tree, fit_tube
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
 VIEWS = (ViewGeometry(29.7, 0.1, 993.0, 757.0, (160, 160), (0.6, 0.6)),
@@ -137,3 +137,21 @@ def test_tubes_reject_masks_and_empty_views(y_case):
         speck[80, 80] = 1.5
     with pytest.raises(InputError, match="no vessel found"):
         reconstruct(specks, GEOMETRY, config)
+
+
+def test_extend_tree_follows_vessels_on_beyond_both_free_ends():
+    t = np.linspace(0.0, 1.0, 41)
+    points = np.stack([-16 + 32 * t, 5 * np.sin(2.5 * t), 3 * np.cos(2 * t) - 1], axis=1)
+    vessel = Segment("root", points, np.full(41, 1.2), None)
+    fine = GRID.refined(2)
+    images = project_label(rasterize_segments([vessel], fine) >= 0.5, fine, VIEWS)
+    middle = Segment("root", points[12:28].copy(), vessel.radii[12:28].copy(), None)
+    grown = extend_tree(images, GEOMETRY, TubeSettings(), [middle])
+    assert grown[0].name == "root" and grown[0].parent is None
+    assert len(grown[0].points) > 2 * len(middle.points)
+    # Both ends reach the true ones (within the tracer's last step plus a radius).
+    assert np.linalg.norm(grown[0].points[0] - points[0]) < 2.5
+    assert np.linalg.norm(grown[0].points[-1] - points[-1]) < 2.5
+    # The added points lie on the true centreline.
+    distance = np.linalg.norm(grown[0].points[:, None] - points[None], axis=2).min(axis=1)
+    assert np.median(distance) < 0.3

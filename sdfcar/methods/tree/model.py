@@ -29,8 +29,6 @@ class Vessel:
     parent: str | None
     start: int
     stop: int
-    #: The parent's slot whose point this branch starts from (None: a free first end).
-    attached_to: int | None = None
 
 
 @dataclass
@@ -64,7 +62,7 @@ class TreeModel:
                     points.append(point)
                     slot_point.append(len(points) - 1)
             radii += [float(r) for r in segment.radii]
-            vessel = Vessel(segment.name, segment.parent, start, len(slot_point), attached)
+            vessel = Vessel(segment.name, segment.parent, start, len(slot_point))
             vessels.append(vessel)
             by_name[vessel.name] = vessel
         return cls(torch.tensor(np.array(points), dtype=dtype, device=device),
@@ -95,26 +93,16 @@ class TreeModel:
         return self._topology.interior
 
     def piece_parts(self) -> tuple[torch.Tensor, ...]:
-        """Per piece: start and end points, end radii and the start clip (mm; a branch's
-        first piece starts at its parent's wall), for
-        :func:`~sdfcar.physics.pieces.piece_chords`."""
-        topology = self._topology
-        slots, points, radii = topology.pieces, self.slot_points, self.radii
-        clip = torch.zeros(len(slots), dtype=points.dtype, device=points.device)
-        if len(topology.clipped):
-            clip = clip.index_put((topology.clipped,),
-                                  radii.index_select(0, topology.clip_slots))
+        """Per piece: start and end points and end radii (mm), for
+        :func:`~sdfcar.physics.pieces.piece_intervals`."""
+        slots, points, radii = self.piece_slots(), self.slot_points, self.radii
         return (points.index_select(0, slots[:, 0]), points.index_select(0, slots[:, 1]),
-                radii.index_select(0, slots[:, 0]), radii.index_select(0, slots[:, 1]), clip)
+                radii.index_select(0, slots[:, 0]), radii.index_select(0, slots[:, 1]))
 
-    def cap_parts(self) -> tuple[torch.Tensor, ...]:
-        """Per free vessel end (every last point; a root's first point): centre, outward
-        unit normal and radius, for :func:`~sdfcar.physics.pieces.cap_chords`."""
-        topology, points = self._topology, self.slot_points
-        centres = points.index_select(0, topology.tips)
-        outward = centres - points.index_select(0, topology.tip_neighbours)
-        normals = outward / torch.linalg.norm(outward, dim=1, keepdim=True).clamp_min(1e-9)
-        return centres, normals, self.radii.index_select(0, topology.tips)
+    def ball_parts(self) -> tuple[torch.Tensor, ...]:
+        """Per slot: its point and radius (mm), the balls of the capsules' joints and ends,
+        for :func:`~sdfcar.physics.pieces.ball_intervals`."""
+        return self.slot_points, self.radii
 
     def to_segments(self) -> list[Segment]:
         """The vessels as :class:`~sdfcar.geometry.tubes.Segment` (numpy, detached)."""
@@ -126,40 +114,19 @@ class TreeModel:
 
 @dataclass(frozen=True)
 class _Topology:
-    """Index tensors of a model's vessels: pieces, curvature triples, the branches' first
-    pieces with the parent slots that clip them, and the free ends with their neighbours."""
+    """Index tensors of a model's vessels: pieces and curvature triples."""
 
     pieces: torch.Tensor  # (K, 2)
     interior: torch.Tensor  # (J, 3)
-    clipped: torch.Tensor  # first pieces of attached branches
-    clip_slots: torch.Tensor  # the parent slot each starts from
-    tips: torch.Tensor  # free ends
-    tip_neighbours: torch.Tensor  # the slot next to each free end
 
     @classmethod
     def of(cls, vessels: Sequence[Vessel], device: torch.device) -> _Topology:
-        pieces, interior, clipped, clip_slots, tips, neighbours = [], [], [], [], [], []
+        pieces, interior = [], []
         for v in vessels:
-            if v.stop - v.start < 2:
-                continue
-            if v.attached_to is not None:
-                clipped.append(len(pieces))
-                clip_slots.append(v.attached_to)
             pieces += [(n, n + 1) for n in range(v.start, v.stop - 1)]
             interior += [(n - 1, n, n + 1) for n in range(v.start + 1, v.stop - 1)]
-            tips.append(v.stop - 1)
-            neighbours.append(v.stop - 2)
-        for v in vessels:  # a root's first point is a free end too
-            if v.stop - v.start >= 2 and v.attached_to is None:
-                tips.append(v.start)
-                neighbours.append(v.start + 1)
-
-        def index(values: list, width: int | None = None) -> torch.Tensor:
-            tensor = torch.tensor(values, dtype=torch.long, device=device)
-            return tensor.reshape(-1, width) if width else tensor
-
-        return cls(index(pieces, 2), index(interior, 3), index(clipped), index(clip_slots),
-                   index(tips), index(neighbours))
+        return cls(torch.tensor(pieces, dtype=torch.long, device=device).reshape(-1, 2),
+                   torch.tensor(interior, dtype=torch.long, device=device).reshape(-1, 3))
 
 
 def _attachment(point: np.ndarray, parent: Vessel, slot_point: list[int],

@@ -47,10 +47,6 @@ class Motion(torch.nn.Module):
         """Points ``(N, 3)`` as view 2 sees them."""
         return (points - self.vector()[3:]) @ self.matrix()
 
-    def directions_seen(self, directions: torch.Tensor) -> torch.Tensor:
-        """Directions ``(N, 3)`` as view 2 sees them."""
-        return directions @ self.matrix()
-
     def clamp_(self) -> None:
         """Shrink the further correction until the total is within its bounds."""
         with torch.no_grad():

@@ -52,5 +52,6 @@ def prune(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: Ca
 
 def retrace(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: CaseGeometry,
             settings: TubeSettings) -> list[Segment]:
-    """``vessels`` followed by the branches the tracer finds in what they leave unexplained."""
-    return list(vessels) + extend_tree(images, geometry, settings, vessels)
+    """``vessels`` followed on beyond their ends, then the branches the tracer finds in what
+    they leave unexplained (:func:`~sdfcar.methods.tubes.tracing.extend_tree`)."""
+    return extend_tree(images, geometry, settings, vessels)

@@ -245,13 +245,53 @@ class _Tracer:
 
     def adopt(self, vessel: Segment) -> Segment:
         """Take ``vessel`` into the tree: subtract its integrals from the views."""
-        for view in self.views:
-            view.subtract(render_chain(view.detector, vessel.points, vessel.radii))
+        self.explain(vessel.points, vessel.radii)
         self.vessels.append(vessel)
-        self._points = np.concatenate([self._points, vessel.points])
-        self._radii = np.concatenate([self._radii, vessel.radii])
-        self._index = cKDTree(self._points)
         return vessel
+
+    def explain(self, points: np.ndarray, radii: np.ndarray) -> None:
+        """Subtract the chain ``points`` with ``radii`` from the views; mark it traced."""
+        for view in self.views:
+            view.subtract(render_chain(view.detector, points, radii))
+        self._points = np.concatenate([self._points, points])
+        self._radii = np.concatenate([self._radii, radii])
+        self._index = cKDTree(self._points)
+
+    def extend(self, index: int) -> None:
+        """Follow vessel ``index`` on beyond its free ends (its last point; a root's first
+        point too): a vessel the tracer stopped early, e.g. at a crossing it could not see
+        through before the tree was refined."""
+        vessel = self.vessels[index]
+        ends = (True, False) if vessel.parent is None else (True,)
+        for last in ends:
+            points, radii = self._beyond(vessel, last)
+            if not len(points):
+                continue
+            if last:
+                joined = (np.vstack([vessel.points, points]), np.concatenate([vessel.radii, radii]))
+            else:
+                joined = (np.vstack([points[::-1], vessel.points]),
+                          np.concatenate([radii[::-1], vessel.radii]))
+            vessel = Segment(vessel.name, *joined, vessel.parent)
+        self.vessels[index] = vessel
+
+    def _beyond(self, vessel: Segment, last: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Points and radii the vessel can be followed beyond its last (or first) point,
+        explained away; empty when it holds for fewer than ``min_branch_steps`` steps."""
+        nothing = np.empty((0, 3)), np.empty(0)
+        if len(vessel.points) < 2:
+            return nothing
+        tip, neighbour = (-1, -2) if last else (0, 1)
+        tip_point, radius = vessel.points[tip], float(vessel.radii[tip])
+        heading = tip_point - vessel.points[neighbour]
+        heading = heading / max(float(np.linalg.norm(heading)), 1e-9)
+        # Start one radius beyond the tip, so the first fit is not inside the vessel itself.
+        path = self.follow(tip_point + radius * heading, heading, radius)
+        if len(path) < self.settings.min_branch_steps:
+            return nothing
+        points, radii = np.array([p for p, _ in path]), np.array([r for _, r in path])
+        self.explain(np.vstack([tip_point, points]), np.concatenate([[radius], radii]))
+        return points, radii
 
     def grow(self, start: TubeFit) -> None:
         """Trace the start tube's vessel both ways, then branches of every traced vessel."""
@@ -352,12 +392,15 @@ def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: T
 
 def extend_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
                 vessels: Sequence[Segment]) -> list[Segment]:
-    """Branches missing from ``vessels``: the views with ``vessels`` explained away, searched
-    for branches of every vessel (and of the branches found). Returns the new vessels only."""
+    """``vessels`` grown in the views with them explained away: each followed on beyond its
+    last point, then branches searched for along every vessel (and the branches found).
+    Returns the grown vessels (same names, in order), then the new ones."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
     tracer = _Tracer(views, geometry.volume, settings)
     for vessel in vessels:
         tracer.adopt(vessel)
+    for index in range(len(vessels)):
+        tracer.extend(index)
     tracer.grow_branches(list(tracer.vessels))
-    return tracer.vessels[len(vessels):]
+    return tracer.vessels
