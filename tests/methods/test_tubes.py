@@ -45,6 +45,15 @@ def test_cylinder_chords_match_ray_marching():
     assert np.count_nonzero(expected) > 10  # most picked rays cross the tube
     got = cylinder_chords(detector.source, rays, centre, axis, radius)
     assert np.max(np.abs(got - expected)) < 0.02
+    # A batch of cylinders in one pass: row k is cylinder k alone.
+    shifts = np.array([[0.0, 0.0, 0.0], [0.4, -0.3, 0.2], [-0.5, 0.1, 0.6]])
+    axes = np.array([axis, [0.5, 0.5, -0.707], [0.7, 0.1, -0.7]])
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    batch = cylinder_chords(detector.source, rays, centre + shifts, axes, [1.7, 1.2, 2.0])
+    assert batch.shape == (3, len(rays))
+    for k, (shift, each, r) in enumerate(zip(shifts, axes, [1.7, 1.2, 2.0])):
+        alone = cylinder_chords(detector.source, rays, centre + shift, each, r)
+        assert np.allclose(batch[k], alone, atol=1e-12) and np.count_nonzero(alone) > 10
 
 
 def _bent_vessel():
