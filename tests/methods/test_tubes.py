@@ -103,6 +103,25 @@ def test_fit_tube_recovers_position_direction_and_radius():
     assert fit.misfit < 0.05
 
 
+def test_straightness_holds_a_fit_on_its_predicted_line():
+    direction = np.array([0.8, 0.5, -0.33]) / np.linalg.norm([0.8, 0.5, -0.33])
+    points = np.array([-2.0, 1.0, 3.0]) + np.linspace(-12, 12, 61)[:, None] * direction
+    vessel = Segment("straight", points, np.full(61, 1.2), None)
+    views = [_ViewData(DetectorRays(v), image) for v, image in zip(VIEWS, _views_of([vessel]))]
+    across = np.cross(direction, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    start = points[30] + 0.8 * across  # 0.8 mm beside the vessel
+    free = fit_tube(views, start, direction, 1.2)
+    held = fit_tube(views, start, direction, 1.2, straightness=1e3)
+
+    def shift(fit):
+        offset = fit.centre - start
+        return np.linalg.norm(offset - (offset @ direction) * direction)
+
+    assert shift(free) > 0.6  # the data pull it onto the vessel
+    assert shift(held) < 0.05 and held.axis @ direction > 0.9999  # the prior keeps it
+
+
 def _y_tree():
     t = np.linspace(0.0, 1.0, 70)[:, None]
     trunk = np.array([-18.0, -4.0, 10.0]) + t * np.array([16.0, 4.0, -10.0])
