@@ -6,7 +6,8 @@ at the reference geometry (two 512^2 views); scores are against the phantom's 0.
 and its true centrelines. One process runs every case in turn; the load average at start
 and end is recorded (figures taken under load are marked).
 
-    python benchmarks/tree_stages.py --cases lca0,rca0 [--trees 6] [--rounds 2] [--out FILE.md]
+    python benchmarks/tree_stages.py --cases lca0,rca0 [--trees 6] [--rounds 2] [--set KEY=VALUE]
+        [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def scores(vessels: list[Segment], label: np.ndarray, truth, grid) -> dict[str, 
             "radius": lines["radius_error_mm"], "vessels": len(vessels)}
 
 
-def run_case(name: str, trees: int, rounds: int) -> list[tuple[str, dict[str, float], float]]:
+def run_case(name: str, trees: int, rounds: int, overrides: list[str]
+             ) -> list[tuple[str, dict[str, float], float]]:
     """(stage, scores, seconds) after tracing, refinement and each of ``rounds`` topology
-    rounds."""
+    rounds, with the preset's settings and ``overrides`` (``section.key=value``)."""
     kind, seed = name[:3], int(name[3:])
     geometry = CaseGeometry(REFERENCE_VIEWS)
     grid = geometry.volume
@@ -68,7 +70,8 @@ def run_case(name: str, trees: int, rounds: int) -> list[tuple[str, dict[str, fl
     fine = label_volume(kind, seed, grid.refined(2))
     case = simulate_case(fine, grid.refined(2), geometry, seed=seed)
     truth = from_polylines([(s.points, s.radii) for s in generate_tree(kind, seed).segments])
-    config = build_config("sdf-tree", [f"tree.tracing.trees={trees}"], device="cpu")
+    config = build_config("sdf-tree", [f"tree.tracing.trees={trees}", *overrides],
+                          device="cpu")
     settings = config.tree
     rows = []
     with deterministic():
@@ -94,6 +97,8 @@ def main() -> None:
     parser.add_argument("--cases", default="lca0,rca0")
     parser.add_argument("--trees", type=int, default=6, help="tracer start tubes tried")
     parser.add_argument("--rounds", type=int, default=2, help="topology rounds")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the preset, e.g. tree.tracing.straightness=1")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "tree_stages.md")
     args = parser.parse_args()
@@ -101,14 +106,14 @@ def main() -> None:
     lines = ["| case | stage | Dice | clDice | cl recall 1 mm | cl precision 1 mm | "
              "radius error (mm) | vessels | stage s |", "|---|---|---|---|---|---|---|---|---|"]
     for name in args.cases.split(","):
-        for stage, s, seconds in run_case(name, args.trees, args.rounds):
+        for stage, s, seconds in run_case(name, args.trees, args.rounds, args.set):
             lines.append(f"| {name} | {stage} | {s['dice']:.3f} | {s['cldice']:.3f} | "
                          f"{s['recall']:.3f} | {s['precision']:.3f} | {s['radius']:.3f} | "
                          f"{s['vessels']} | {seconds:.1f} |")
             print(lines[-1], flush=True)
     load.append(os.getloadavg()[0])
     note = (f"\n`python benchmarks/tree_stages.py --cases {args.cases} --trees {args.trees} "
-            f"--rounds {args.rounds}`; "
+            f"--rounds {args.rounds}{''.join(' --set ' + o for o in args.set)}`; "
             f"load average {load[0]:.1f} at start, {load[1]:.1f} at end"
             f"{' (timed under load)' if max(load) > 1.5 else ''}; torch threads "
             f"{torch.get_num_threads()}.\n")

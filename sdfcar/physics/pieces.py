@@ -49,6 +49,10 @@ class Pairs:
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
 
+    def subset(self, keep: torch.Tensor) -> Pairs:
+        """The pairs where ``keep`` (bool, ``(P,)``) holds."""
+        return Pairs(self.pixels[keep], self.pieces[keep], self.rays[keep])
+
 
 def piece_pairs(view: ViewGeometry, starts: np.ndarray, ends: np.ndarray,
                 reach_mm: np.ndarray, dtype: torch.dtype, device: torch.device) -> Pairs:

@@ -69,12 +69,13 @@ class DetectorRays:
         return Window(rows[keep], cols[keep], rays[keep])
 
 
-def _cross(rays: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """``np.cross(rays, axis)`` for rays ``(N, 3)`` and one axis ``(3,)``, written out: the
-    tracer calls it some 10^5 times, and ``np.cross``'s axis handling dominated its time."""
-    x, y, z = rays[:, 0], rays[:, 1], rays[:, 2]
-    return np.stack([y * axis[2] - z * axis[1], z * axis[0] - x * axis[2],
-                     x * axis[1] - y * axis[0]], axis=1)
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` over the last axis (``(..., 3)`` with ``(..., 3)`` or ``(3,)``),
+    written out: the tracer calls it some 10^5 times, and ``np.cross``'s axis handling
+    dominated its time."""
+    x, y, z = a[..., 0], a[..., 1], a[..., 2]
+    return np.stack([y * b[..., 2] - z * b[..., 1], z * b[..., 0] - x * b[..., 2],
+                     x * b[..., 1] - y * b[..., 0]], axis=-1)
 
 
 def _geometry(source: np.ndarray, rays: np.ndarray, centre: np.ndarray, axis: np.ndarray
@@ -98,12 +99,21 @@ def ray_axis_distance(source: np.ndarray, rays: np.ndarray, centre: np.ndarray,
     return distance, along
 
 
-def cylinder_chords(source: np.ndarray, rays: np.ndarray, centre: np.ndarray,
-                    axis: np.ndarray, radius: float) -> np.ndarray:
-    """Chord lengths (mm) of the rays through the infinite cylinder (centre, axis, radius)."""
-    distance, _, sin = _geometry(source, rays, centre, axis)
-    sin = np.maximum(sin, MIN_SIN_THETA)
-    return 2.0 * np.sqrt(np.maximum(radius * radius - distance * distance, 0.0)) / sin
+def cylinder_chords(source: np.ndarray, rays: np.ndarray, centres: np.ndarray,
+                    axes: np.ndarray, radii: float | np.ndarray) -> np.ndarray:
+    """Chord lengths (mm) of unit rays ``(N, 3)`` through infinite cylinders: one (centre,
+    unit axis, radius) gives ``(N,)``; a batch ``(K, 3)``, ``(K, 3)``, ``(K,)`` gives
+    ``(K, N)`` in one pass (the tracer's fits evaluate their finite differences so)."""
+    single = np.ndim(centres) == 1
+    centres, axes = np.atleast_2d(centres), np.atleast_2d(axes)
+    radii = np.atleast_1d(np.asarray(radii, dtype=float))[:, None]
+    cos = axes @ rays.T
+    sin = np.sqrt(np.maximum(np.sum(axes * axes, axis=1)[:, None] - cos * cos, 0.0))
+    # (ray x axis) . offset, as ray . (axis x offset): the ray-axis distance times sin.
+    distance = np.abs(_cross(axes, centres - source) @ rays.T) / np.maximum(sin, 1e-12)
+    chords = 2.0 * np.sqrt(np.maximum(radii * radii - distance * distance, 0.0)) \
+        / np.maximum(sin, MIN_SIN_THETA)
+    return chords[0] if single else chords
 
 
 def render_chain(detector: DetectorRays, points: np.ndarray, radii: np.ndarray) -> np.ndarray:

@@ -45,6 +45,15 @@ def test_cylinder_chords_match_ray_marching():
     assert np.count_nonzero(expected) > 10  # most picked rays cross the tube
     got = cylinder_chords(detector.source, rays, centre, axis, radius)
     assert np.max(np.abs(got - expected)) < 0.02
+    # A batch of cylinders in one pass: row k is cylinder k alone.
+    shifts = np.array([[0.0, 0.0, 0.0], [0.4, -0.3, 0.2], [-0.5, 0.1, 0.6]])
+    axes = np.array([axis, [0.5, 0.5, -0.707], [0.7, 0.1, -0.7]])
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    batch = cylinder_chords(detector.source, rays, centre + shifts, axes, [1.7, 1.2, 2.0])
+    assert batch.shape == (3, len(rays))
+    for k, (shift, each, r) in enumerate(zip(shifts, axes, [1.7, 1.2, 2.0])):
+        alone = cylinder_chords(detector.source, rays, centre + shift, each, r)
+        assert np.allclose(batch[k], alone, atol=1e-12) and np.count_nonzero(alone) > 10
 
 
 def _bent_vessel():
@@ -92,6 +101,25 @@ def test_fit_tube_recovers_position_direction_and_radius():
     assert abs(fit.radius - 1.2) < 0.1
     assert all(0.9 < s < 1.1 for s in fit.support)
     assert fit.misfit < 0.05
+
+
+def test_straightness_holds_a_fit_on_its_predicted_line():
+    direction = np.array([0.8, 0.5, -0.33]) / np.linalg.norm([0.8, 0.5, -0.33])
+    points = np.array([-2.0, 1.0, 3.0]) + np.linspace(-12, 12, 61)[:, None] * direction
+    vessel = Segment("straight", points, np.full(61, 1.2), None)
+    views = [_ViewData(DetectorRays(v), image) for v, image in zip(VIEWS, _views_of([vessel]))]
+    across = np.cross(direction, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    start = points[30] + 0.8 * across  # 0.8 mm beside the vessel
+    free = fit_tube(views, start, direction, 1.2)
+    held = fit_tube(views, start, direction, 1.2, straightness=1e3)
+
+    def shift(fit):
+        offset = fit.centre - start
+        return np.linalg.norm(offset - (offset @ direction) * direction)
+
+    assert shift(free) > 0.6  # the data pull it onto the vessel
+    assert shift(held) < 0.05 and held.axis @ direction > 0.9999  # the prior keeps it
 
 
 def _y_tree():

@@ -152,7 +152,7 @@ def repair(problem: Problem, settings: TreeSettings, vessels: list[Segment]
     """One topology round's new tree (unsupported branches dropped, vessels followed on
     beyond their ends, missed branches traced) and how many vessels it dropped, extended
     and added."""
-    kept = prune(vessels, problem.measured, problem.geometry, settings.min_support)
+    kept = prune(vessels, problem, settings.min_support)
     grown = retrace(kept, problem.measured, problem.geometry, settings.tracing)
     extended = sum(len(after.points) > len(before.points) for before, after in zip(kept, grown))
     return grown, {"pruned": len(vessels) - len(kept), "extended": extended,

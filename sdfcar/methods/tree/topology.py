@@ -3,43 +3,60 @@ branches in what the refined tree leaves unexplained."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 
 from sdfcar.geometry import CaseGeometry
 from sdfcar.geometry.tubes import Segment
+from sdfcar.methods.base import Problem
+from sdfcar.methods.tree.model import TreeModel
+from sdfcar.methods.tree.refine import rebuild_pairs, view_targets
 from sdfcar.methods.tubes.tracing import TubeSettings, extend_tree
-from sdfcar.physics.tubes import DetectorRays, render_chain
+from sdfcar.physics.pieces import ball_intervals, piece_intervals, render_union
 
 
-def rendered_views(vessels: Sequence[Segment], geometry: CaseGeometry
-                   ) -> list[list[np.ndarray]]:
-    """Per view, the line integrals of each vessel (the tracer's tube model)."""
-    return [[render_chain(DetectorRays(view), v.points, v.radii) for v in vessels]
-            for view in geometry.views]
+def support(vessels: Sequence[Segment], problem: Problem) -> np.ndarray:
+    """``(vessels, views)``: how much of what each vessel adds to the rendered tree the view
+    holds once the other vessels are explained away (least-squares scale; 1: fully, 0: not
+    at all), rendered as the model renders them (the union of pieces and balls, so a
+    branch's part inside its parent does not count)."""
+    model = TreeModel.from_segments(vessels, torch.float32, problem.device)
+    targets = view_targets(problem.geometry.views, problem.measured, problem.silhouettes,
+                           torch.float32, problem.device)
+    rebuild_pairs(model, targets)
+    lengths = torch.tensor([v.stop - v.start for v in model.vessels], device=problem.device)
+    slot_vessel = torch.repeat_interleave(torch.arange(len(vessels), device=problem.device),
+                                          lengths)
+    piece_vessel = slot_vessel.index_select(0, model.piece_slots()[:, 0])
+    scores = np.zeros((len(vessels), len(targets)))
+    with torch.no_grad():
+        for v_index, target in enumerate(targets):
+            owners = (piece_vessel.index_select(0, target.pairs.pieces),
+                      slot_vessel.index_select(0, target.ball_pairs.pieces))
+            pieces, balls = target.piece_parts(model), target.ball_parts(model)
 
+            def rendered(keep: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                return render_union(
+                    [(target.pairs.subset(keep(owners[0])), piece_intervals, pieces),
+                     (target.ball_pairs.subset(keep(owners[1])), ball_intervals, balls)],
+                    target.source, target.pixel_count)
 
-def support(vessels: Sequence[Segment], images: Sequence[np.ndarray],
-            geometry: CaseGeometry) -> np.ndarray:
-    """``(vessels, views)``: how much of each vessel's rendered integral the view holds once
-    the other vessels are explained away (least-squares scale; 1: fully, 0: not at all)."""
-    per_view = rendered_views(vessels, geometry)
-    scores = np.zeros((len(vessels), len(images)))
-    for v_index, (renders, image) in enumerate(zip(per_view, images)):
-        residual = np.asarray(image, dtype=np.float64) - np.sum(renders, axis=0)
-        for n, own in enumerate(renders):
-            energy = float(np.sum(own * own))
-            scores[n, v_index] = float(np.sum((residual + own) * own)) / energy \
-                if energy > 0 else 0.0
+            everything = rendered(lambda owner: owner >= 0)
+            for n in range(len(vessels)):
+                others = rendered(lambda owner: owner != n)
+                own = everything - others  # what only this vessel adds to the union
+                energy = float((own * own).sum())
+                scores[n, v_index] = float(((target.measured - others) * own).sum()) / energy \
+                    if energy > 0 else 0.0
     return scores
 
 
-def prune(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: CaseGeometry,
-          min_support: float) -> list[Segment]:
+def prune(vessels: Sequence[Segment], problem: Problem, min_support: float) -> list[Segment]:
     """``vessels`` without the branches (and their descendants) whose support in either
     view is below ``min_support``; the first vessel (the root) always stays."""
-    scores = support(vessels, images, geometry).min(axis=1)
+    scores = support(vessels, problem).min(axis=1)
     dropped = {v.name for v, score in zip(vessels[1:], scores[1:]) if score < min_support}
     kept = []
     for vessel in vessels:
