@@ -47,7 +47,9 @@ from SlicerSDFCARLib.case_folder import (
     make_run_folder,
     write_case_folder,
 )
-from SlicerSDFCARLib.command import DEVICES, PRESETS, parse_overrides, reconstruct_command
+from SlicerSDFCARLib.command import (
+    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, engine_preset, parse_overrides,
+    reconstruct_command)
 from SlicerSDFCARLib.dicom import read_geometry
 from SlicerSDFCARLib.geometry import ViewSettings, volume_contract
 from SlicerSDFCARLib.process import BackgroundProcess
@@ -121,7 +123,7 @@ class SlicerSDFCARParameterNode:
     view2Volume: vtkMRMLScalarVolumeNode
     view1: ViewParameters
     view2: ViewParameters
-    preset: Annotated[str, Choice(PRESETS), Default("default")]
+    preset: Annotated[str, Choice(PRESET_CHOICES), Default(AUTOMATIC_PRESET)]
     device: Annotated[str, Choice(DEVICES), Default("auto")]
     iterations: Annotated[int, Minimum(0), Default(0)]  # 0: the preset's count
     seed: Annotated[int, Minimum(0), Default(0)]
@@ -558,8 +560,8 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                           volume_contract(parameters.volumeSize, parameters.voxelSpacing))
         return reconstruct_command(
             self.pythonExecutable(), folder / CASE_FOLDER, folder / RECONSTRUCTION_FOLDER,
-            parameters.preset, parameters.device, parameters.iterations, parameters.seed,
-            overrides)
+            engine_preset(parameters.preset), parameters.device, parameters.iterations,
+            parameters.seed, overrides)
 
     def _xaCommand(self, parameters, files, folder: Path, overrides: list[str]) -> list[str]:
         """The engine reads the two XA files; the geometry fields the user changed (against
@@ -572,8 +574,9 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         return xa_run_command(
             self.pythonExecutable(), files, frames, folder / CASE_FOLDER,
             folder / RECONSTRUCTION_FOLDER, edits,
-            volume_contract(parameters.volumeSize, parameters.voxelSpacing), parameters.preset,
-            parameters.device, parameters.iterations, parameters.seed, overrides)
+            volume_contract(parameters.volumeSize, parameters.voxelSpacing),
+            engine_preset(parameters.preset), parameters.device, parameters.iterations,
+            parameters.seed, overrides)
 
     def cancel(self) -> None:
         """Stop the running reconstruction (its outcome is reported as cancelled)."""

@@ -10,6 +10,15 @@ from pathlib import Path
 #: is installed; the tests check they match ``sdfcar.config.PRESETS`` and the CLI).
 PRESETS = ("default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes")
 DEVICES = ("auto", "cpu", "cuda")
+#: The module's own preset choice: no ``--preset``, so the engine picks the preset of the
+#: input as the command line does (``tubes`` for two XA runs, ``default`` for a case folder).
+AUTOMATIC_PRESET = "automatic"
+PRESET_CHOICES = (AUTOMATIC_PRESET, *PRESETS)
+
+
+def engine_preset(choice: str) -> str | None:
+    """The ``--preset`` of the module's preset ``choice``; None for :data:`AUTOMATIC_PRESET`."""
+    return None if choice == AUTOMATIC_PRESET else choice
 
 
 def _settings(preset: str | None, device: str, iterations: int, seed: int,

@@ -40,7 +40,8 @@ sys.path.insert(0, str(MODULE_DIR))
 
 from SlicerSDFCARLib.case_folder import make_run_folder, write_case_folder  # noqa: E402
 from SlicerSDFCARLib.command import (  # noqa: E402
-    DEVICES, PRESETS, parse_overrides, reconstruct_command, xa_reconstruct_command)
+    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, PRESETS, engine_preset, parse_overrides,
+    reconstruct_command, xa_reconstruct_command)
 from SlicerSDFCARLib.dicom import (  # noqa: E402
     FIELDS, geometry_command, parse_geometry, read_geometry)
 from SlicerSDFCARLib.geometry import ViewSettings, volume_contract  # noqa: E402
@@ -223,6 +224,10 @@ def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
     default = build_parser().parse_args(reconstruct_command("p", "c", "o")[3:])
     assert default.iterations is None and default.preset == "default"
     assert set(PRESETS) == set(ENGINE_PRESETS) and DEVICES == DEVICE_CHOICES
+    assert PRESET_CHOICES == (AUTOMATIC_PRESET, *PRESETS) and engine_preset("neca") == "neca"
+    automatic = build_parser().parse_args(
+        reconstruct_command("p", "c", "o", preset=engine_preset(AUTOMATIC_PRESET))[3:])
+    assert automatic.preset is None  # the command line's preset for the input
     with pytest.raises(ValueError, match="preset"):
         reconstruct_command("p", "c", "o", preset="fastest")
 

@@ -45,6 +45,10 @@ class SlicerSDFCARWidgetTest(unittest.TestCase):
         self.assertIn("must be less than", self.ui.validationLabel.text)
         self.assertFalse(self.ui.applyButton.enabled)
 
+    def test_the_preset_is_the_command_lines_choice_for_the_input(self) -> None:
+        self.assertEqual(self.widget._parameterNode.preset, "automatic")
+        self.assertEqual(self.ui.presetComboBox.currentText, "automatic")
+
     def test_frame_selector_follows_the_number_of_frames(self) -> None:
         self._select(1, frames=1)
         self.assertFalse(self.ui.view1FrameSpinBox.enabled)
