@@ -25,7 +25,9 @@ Definitions (``docs/qca.md`` has them with the reasons), over a vessel's samples
   point to the point :data:`ARM_MM` along it) and the parent's direction from the junction
   :data:`ARM_MM` distally (``angle_distal_deg``, 0 = straight on) and proximally
   (``angle_proximal_deg``, 180 = straight on); None where less than :data:`MIN_ARM_MM` of
-  the parent lies on that side.
+  the parent lies on that side; ``angle_sibling_deg``: per other branch leaving the same
+  parent within :data:`SIBLING_MM` of the junction (a trifurcation), the angle between the
+  two branches' directions (empty when there is none).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ SEVERE_FRACTION = 0.5
 #: Length (mm) of the direction arms of bifurcation angles, and the shortest usable arm.
 ARM_MM = 5.0
 MIN_ARM_MM = 1.0
+#: Branches leaving one parent at most this far apart along it (mm) share a junction.
+SIBLING_MM = 2.0
 
 #: The per-vessel columns of the QCA table, in order (``qca.csv``).
 COLUMNS = ("vessel", "parent", "source_name", "length_mm", "tortuosity",
@@ -160,12 +164,17 @@ def bifurcation_angles(tree: CentrelineTree, junction: Junction) -> dict[str, An
     child, parent = tree.vessel(junction.child, "junction"), tree.vessel(junction.parent,
                                                                          "junction")
     branch = _direction(child, 0.0, ARM_MM)
+    siblings = {other.child: _angle(branch, _direction(tree.vessel(other.child, "junction"),
+                                                       0.0, ARM_MM))
+                for other in tree.children(parent.name)
+                if other.child != child.name and abs(other.arc_mm - junction.arc_mm) <= SIBLING_MM}
     return {"parent": parent.name, "branch": child.name,
             "junction_arc_mm": junction.arc_mm,
             "angle_distal_deg": _angle(branch, _direction(parent, junction.arc_mm,
                                                           junction.arc_mm + ARM_MM)),
             "angle_proximal_deg": _angle(branch, _direction(parent, junction.arc_mm,
-                                                            junction.arc_mm - ARM_MM))}
+                                                            junction.arc_mm - ARM_MM)),
+            "angle_sibling_deg": siblings}
 
 
 def _direction(vessel: Vessel, start_mm: float, end_mm: float) -> np.ndarray | None:

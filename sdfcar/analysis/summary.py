@@ -152,7 +152,9 @@ def _pairs(tree: CentrelineTree, vessel: Vessel, inside: np.ndarray) -> OverlapP
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: round(value, 3) if isinstance(value, float) else value
+    """``row`` with its floats (also those of nested dicts) rounded to 3 decimals."""
+    return {key: round(value, 3) if isinstance(value, float)
+            else _rounded(value) if isinstance(value, dict) else value
             for key, value in row.items()}
 
 
@@ -208,6 +210,8 @@ def format_report(analysis: Analysis) -> str:
     for bifurcation in analysis.bifurcations:
         angles = [f"{name} {_degrees(bifurcation[key])}" for name, key in
                   (("distal", "angle_distal_deg"), ("proximal", "angle_proximal_deg"))]
+        angles += [f"{sibling} {_degrees(angle)}"
+                   for sibling, angle in bifurcation["angle_sibling_deg"].items()]
         lines.append(f"bifurcation {bifurcation['parent']} -> {bifurcation['branch']} at "
                      f"{bifurcation['junction_arc_mm']:.1f} mm: {', '.join(angles)}")
     target = analysis.target

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdfcar.analysis.qca import reference_fit, vessel_qca
-from sdfcar.analysis.summary import analyse
+from sdfcar.analysis.summary import analyse, format_report
 from sdfcar.analysis.tree import STEP_MM, CentrelineTree
 from sdfcar.errors import InputError
 from sdfcar.geometry import REFERENCE_VIEWS
@@ -74,6 +74,26 @@ def test_lengths_radii_tortuosity_and_angles():
     # half of 5/20 rad off the trunk
     assert angles["branch 2"]["angle_distal_deg"] == pytest.approx(
         math.degrees(5 / 20 / 2), abs=0.5)
+    assert angles["branch 1"]["angle_sibling_deg"] == {}  # 20 mm apart: two junctions
+
+
+def test_branches_leaving_one_junction_get_their_angle_between_them():
+    """A trifurcation: two branches leave a trunk along x 1 mm apart, at +60 and -45 degrees
+    in the xy plane (105 degrees between them); a third 10 mm further on is no sibling."""
+    trunk, _ = line((-30, 0, 0), (1, 0, 0), 60)
+    up, _ = line((0, 0, 0), (math.cos(math.pi / 3), math.sin(math.pi / 3), 0), 20)
+    down, _ = line((1, 0, 0), (1, -1, 0), 20)
+    later, _ = line((11, 0, 0), (0, 0, 1), 20)
+    analysis = analyse([record("trunk", None, trunk, 1.5), record("up", "trunk", up, 1.0),
+                        record("down", "trunk", down, 1.0), record("later", "trunk", later, 1.0)],
+                       REFERENCE_VIEWS)
+    angles = {b["branch"]: b["angle_sibling_deg"] for b in analysis.bifurcations}
+    assert angles["branch 1"] == {"branch 2": pytest.approx(105.0, abs=0.5)}
+    assert angles["branch 2"] == {"branch 1": pytest.approx(105.0, abs=0.5)}
+    assert angles["branch 3"] == {}
+    section = analysis.record()["bifurcations"][0]["angle_sibling_deg"]
+    assert section == {"branch 2": round(section["branch 2"], 3)}  # rounded in the record
+    assert "branch 2 105 deg" in format_report(analysis)
 
 
 def stenosed_profile(length=40.0, centre=20.0, plateau=6.0, shoulder=1.0):
