@@ -279,6 +279,7 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         self.ui.logTextEdit.clear()
         self.ui.progressBar.value = 0
+        self.showQcaTable(None)
         try:
             if self.logic.missingRequirements():
                 self.setStatus("Installing the Python packages SDF-CAR needs ...")
@@ -311,6 +312,12 @@ class SlicerSDFCARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.resetThreeDViews()
             if outcome.results is not None:
                 self.logic.showWorkingView(outcome.results)
+                self.showQcaTable(outcome.results.qca_table)
+
+    def showQcaTable(self, table) -> None:
+        """Show the run's QCA table node in the panel (hide the section for None)."""
+        self.ui.qcaTableView.setMRMLTableNode(table)
+        self.ui.qcaCollapsibleButton.visible = table is not None
 
     def onBrowseOutputFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(

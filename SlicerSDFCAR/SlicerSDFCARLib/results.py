@@ -20,7 +20,12 @@ SDF_FILE = "sdf.nii.gz"
 LABEL_FILE = "label.nii.gz"
 SURFACE_FILE = "mesh.vtk"
 CENTRELINES_FILE = "centerlines.mrk.json"
+QCA_FILE = "qca.csv"
 RUN_FILE = "run.json"
+#: VTK's type number of double columns (``VTK_DOUBLE`` of vtkType.h).
+VTK_DOUBLE = 11
+#: Units of the QCA table's columns, by the end of their names.
+UNITS = {"_mm": "mm", "_pct": "%"}
 #: The per-point measurement of the centreline curves, which colours them.
 RADIUS = "Radius"
 
@@ -41,6 +46,8 @@ class ImportedResults:
     centrelines: list[Any] = field(default_factory=list)
     #: ``run.json``'s ``qca`` section when it is available (QCA table, working views).
     qca: dict[str, Any] | None = None
+    #: ``qca.csv`` as a table node (numbers as double columns, blank cells NaN).
+    qca_table: Any = None
 
 
 def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
@@ -49,7 +56,7 @@ def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
     """Load ``segmentation.seg.nrrd`` as a segmentation node ``name`` shown in 3D (closed
     surface created), plus the requested SDF volume, label map volume and surface model, and,
     where the folder has them, the centrelines as markups curves coloured by their
-    ``Radius`` measurement with ``run.json``'s QCA section.
+    ``Radius`` measurement with ``run.json``'s QCA section and ``qca.csv`` as a table node.
 
     All files are read before anything is displayed; if one fails, every node this call
     added is removed again and :class:`ResultImportError` names the file.
@@ -74,6 +81,9 @@ def import_results(scene: Any, out_dir: str | Path, sdf_volume: bool = False,
         if (out_dir / CENTRELINES_FILE).is_file():
             results.centrelines = _read_curves(scene, out_dir / CENTRELINES_FILE, added)
             results.qca = read_qca(out_dir / RUN_FILE)
+            if results.qca is not None:
+                results.qca_table = _read_table(scene, out_dir / QCA_FILE, f"{name} QCA",
+                                                added)
     except ResultImportError:
         _remove(scene, added)
         raise
@@ -158,6 +168,31 @@ def _read_curves(scene: Any, path: Path, added: list[Any]) -> list[Any]:
     if not curves:
         raise ResultImportError(f"{path}: no curve in the file")
     return curves
+
+
+def _read_table(scene: Any, path: Path, name: str, added: list[Any]) -> Any:
+    """``path`` (CSV) as a table node whose columns of numbers (every non-blank cell one)
+    are double columns with NaN for blank cells and units from :data:`UNITS`."""
+    table = _read(scene, path, name, "vtkMRMLTableNode", "vtkMRMLTableStorageNode", added)
+    for column in range(table.GetNumberOfColumns()):
+        title = table.GetColumnName(column)
+        cells = [table.GetCellText(row, column) for row in range(table.GetNumberOfRows())]
+        if not all(_is_number(cell) for cell in cells if cell):
+            continue
+        table.SetColumnProperty(title, "nullValue", "nan")
+        table.SetColumnType(title, VTK_DOUBLE)
+        for ending, unit in UNITS.items():
+            if title.endswith(ending):
+                table.SetColumnUnitLabel(title, unit)
+    return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_qca(path: Path) -> dict[str, Any] | None:

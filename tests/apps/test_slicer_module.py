@@ -6,6 +6,7 @@ is only compiled here; ``SlicerSDFCARTest`` inside it runs a reconstruction in S
 """
 
 import ast
+import json
 import math
 import os
 import py_compile
@@ -597,14 +598,35 @@ def test_result_import_loads_the_centrelines_as_radius_curves(mrml, tmp_path):
     line = qca_line(results.qca)
     assert line.startswith("QCA of 2 vessel(s) in qca.csv; largest diameter stenosis ")
     assert "best working view for vessel 1: " in line and "foreshortening 0 %" in line
+    # qca.csv as the panel's table: one row per vessel, the file's columns, numbers as
+    # doubles (blank cells NaN) with their units, names as text
+    table = results.qca_table
+    assert table.IsA("vtkMRMLTableNode") and table.GetNumberOfRows() == 2
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == \
+        list(analysis.columns)
+    columns = {table.GetColumnName(c): table.GetTable().GetColumn(c)
+               for c in range(table.GetNumberOfColumns())}
+    for row, expected in enumerate(analysis.rows):
+        assert columns["vessel"].GetValue(row) == expected["vessel"]
+        for key in ("length_mm", "mld_mm", "foreshortening_view1"):
+            assert columns[key].GetValue(row) == pytest.approx(expected[key], rel=1e-3)
+    assert columns["length_mm"].IsA("vtkDoubleArray") and columns["parent"].IsA("vtkStringArray")
+    assert np.isnan(columns["lesion_start_mm"].GetValue(0))  # no lesion: a blank cell
+    assert table.GetColumnUnitLabel("length_mm") == "mm"
+    assert table.GetColumnUnitLabel("diameter_stenosis_pct") == "%"
 
 
 def test_failed_centreline_import_adds_nothing(mrml, tmp_path):
-    _qca_folder(tmp_path / "out")
+    analysis = _qca_folder(tmp_path / "out")
     (tmp_path / "out" / "run.json").write_text("{not json")
     scene = _markups_scene(mrml)
     before = scene.GetNumberOfNodes()
     with pytest.raises(ResultImportError, match=r"run\.json: not a readable run record"):
+        import_results(scene, tmp_path / "out")
+    assert scene.GetNumberOfNodes() == before
+    (tmp_path / "out" / "run.json").write_text(json.dumps({"qca": analysis.record()}))
+    (tmp_path / "out" / "qca.csv").unlink()
+    with pytest.raises(ResultImportError, match=r"qca\.csv: file not found"):
         import_results(scene, tmp_path / "out")
     assert scene.GetNumberOfNodes() == before
 
