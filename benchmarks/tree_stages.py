@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,13 +26,14 @@ sys.path.insert(0, str(ROOT))  # this checkout's sdfcar, not an installed one
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sdfcar.centerlines import from_polylines  # noqa: E402
-from sdfcar.config import build_config  # noqa: E402
+from sdfcar.centerlines import Centerlines, from_polylines  # noqa: E402
+from sdfcar.config import ReconstructionConfig, build_config  # noqa: E402
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry  # noqa: E402
 from sdfcar.geometry.tubes import Segment, rasterize_segments  # noqa: E402
 from sdfcar.methods.tree.method import refit, repair  # noqa: E402
 from sdfcar.methods.tubes.tracing import trace_tree  # noqa: E402
 from sdfcar.metrics import centerline_scores, cldice, dice  # noqa: E402
+from sdfcar.methods.base import Problem  # noqa: E402
 from sdfcar.pipeline.problem import build_problem  # noqa: E402
 from sdfcar.pipeline.run import deterministic  # noqa: E402
 from sdfcar.progress import silent  # noqa: E402
@@ -59,10 +62,20 @@ def scores(vessels: list[Segment], label: np.ndarray, truth, grid) -> dict[str, 
             "radius": lines["radius_error_mm"], "vessels": len(vessels)}
 
 
-def run_case(name: str, trees: int, rounds: int, overrides: list[str]
-             ) -> list[tuple[str, dict[str, float], float]]:
-    """(stage, scores, seconds) after tracing, refinement and each of ``rounds`` topology
-    rounds, with the preset's settings and ``overrides`` (``section.key=value``)."""
+@dataclass(frozen=True)
+class Case:
+    """A phantom's truth (0.8 mm label, centrelines) and the problem built from its views."""
+
+    geometry: CaseGeometry
+    label: np.ndarray
+    truth: Centerlines
+    config: ReconstructionConfig
+    problem: Problem
+
+
+def prepare_case(name: str, trees: int, overrides: list[str]) -> Case:
+    """Phantom ``name`` (e.g. ``lca0``) simulated as the module docstring says, with the
+    ``sdf-tree`` preset's settings, ``trees`` start tubes and ``overrides``."""
     kind, seed = name[:3], int(name[3:])
     geometry = CaseGeometry(REFERENCE_VIEWS)
     grid = geometry.volume
@@ -72,12 +85,22 @@ def run_case(name: str, trees: int, rounds: int, overrides: list[str]
     truth = from_polylines([(s.points, s.radii) for s in generate_tree(kind, seed).segments])
     config = build_config("sdf-tree", [f"tree.tracing.trees={trees}", *overrides],
                           device="cpu")
-    settings = config.tree
-    rows = []
     with deterministic():
         problem, _ = build_problem(case.views, geometry, None, config, torch.device("cpu"))
+    return Case(geometry, label, truth, config, problem)
+
+
+def run_case(name: str, trees: int, rounds: int, overrides: list[str]
+             ) -> list[tuple[str, dict[str, float], float]]:
+    """(stage, scores, seconds) after tracing, refinement and each of ``rounds`` topology
+    rounds, with the preset's settings and ``overrides`` (``section.key=value``)."""
+    rows = []
+    case = prepare_case(name, trees, overrides)
+    with deterministic():
+        problem, settings, grid = case.problem, case.config.tree, case.geometry.volume
+        label, truth = case.label, case.truth
         clock = time.perf_counter()
-        vessels = trace_tree(problem.measured, geometry, settings.tracing, silent).vessels
+        vessels = trace_tree(problem.measured, case.geometry, settings.tracing, silent).vessels
         rows.append(("traced", scores(vessels, label, truth, grid), time.perf_counter() - clock))
         clock = time.perf_counter()
         vessels, _, _ = refit(problem, settings, vessels, True, silent)
@@ -92,15 +115,30 @@ def run_case(name: str, trees: int, rounds: int, overrides: list[str]
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="lca0,rca0")
+def case_parser(description: str, cases: str, out_name: str) -> argparse.ArgumentParser:
+    """The options this script and ``trace_diagnosis.py`` share: cases, start tubes,
+    settings and the Markdown file written (``benchmarks/results/<out_name>``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", default=cases)
     parser.add_argument("--trees", type=int, default=6, help="tracer start tubes tried")
-    parser.add_argument("--rounds", type=int, default=2, help="topology rounds")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting of the preset, e.g. tree.tracing.straightness=1")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
-                        "tree_stages.md")
+                        help="a setting of the sdf-tree preset, e.g. tree.tracing.straightness=1")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / out_name)
+    return parser
+
+
+def write_table(path: Path, header: str, lines: list[str], conditions: str) -> None:
+    """Write (and print) ``header``, the table ``lines`` and the command that made them,
+    followed by ``conditions`` (load, threads)."""
+    command = shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    note = f"\n`{command}`; {conditions}.\n"
+    path.write_text(header + "\n".join(lines) + "\n" + note)
+    print(note)
+
+
+def main() -> None:
+    parser = case_parser(__doc__.splitlines()[0], "lca0,rca0", "tree_stages.md")
+    parser.add_argument("--rounds", type=int, default=2, help="topology rounds")
     args = parser.parse_args()
     load = [os.getloadavg()[0]]
     lines = ["| case | stage | Dice | clDice | cl recall 1 mm | cl precision 1 mm | "
@@ -112,13 +150,10 @@ def main() -> None:
                          f"{s['vessels']} | {seconds:.1f} |")
             print(lines[-1], flush=True)
     load.append(os.getloadavg()[0])
-    note = (f"\n`python benchmarks/tree_stages.py --cases {args.cases} --trees {args.trees} "
-            f"--rounds {args.rounds}{''.join(' --set ' + o for o in args.set)}`; "
-            f"load average {load[0]:.1f} at start, {load[1]:.1f} at end"
-            f"{' (timed under load)' if max(load) > 1.5 else ''}; torch threads "
-            f"{torch.get_num_threads()}.\n")
-    args.out.write_text(HEADER + "\n".join(lines) + "\n" + note)
-    print(note)
+    write_table(args.out, HEADER, lines,
+                f"load average {load[0]:.1f} at start, {load[1]:.1f} at end"
+                f"{' (timed under load)' if max(load) > 1.5 else ''}; torch threads "
+                f"{torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

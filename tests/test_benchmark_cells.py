@@ -100,3 +100,26 @@ def test_report_tables_and_curves_from_records(tmp_path):
     assert "| tubes | noise-free | lumens (2nd generator) | 1 |" in text
     assert "isocenter error, view 2 (mm) = 5 |" in text
     assert (tmp_path / "figures" / "robustness_matrix.png").stat().st_size > 1000
+
+
+def test_trace_diagnosis_tells_a_ghost_pairing_from_a_vessel_point():
+    """A point on the view-1 ray through vessel A's point a, placed where view 2 sees vessel
+    B's point b, is ghost-paired (separation |a - b|); a point on A is paired with itself;
+    a point far from both is not paired."""
+    import trace_diagnosis
+    from sdfcar.centerlines import from_polylines
+
+    geometry = CaseGeometry(REFERENCE_VIEWS)
+    first, second = geometry.views
+    a = np.array([5.0, -3.0, 2.0])
+    ghost = first.source + 0.95 * (a - first.source)  # projects onto a in view 1
+    b = second.source + 1.05 * (ghost - second.source)  # ... and onto b in view 2
+    line = np.linspace(-10.0, 10.0, 201)[:, None] * np.array([0.0, 0.0, 1.0])
+    truth = from_polylines([(a + line, np.ones(201)), (b + line, np.ones(201))])
+    case = trace_diagnosis.Case(geometry, None, truth, None, None)
+    points = np.array([ghost, a, [60.0, 60.0, 60.0]])
+    paired, separation = trace_diagnosis.pairing(points, case)
+    assert paired.tolist() == [True, True, False]
+    assert np.linalg.norm(ghost - a) > 3 and separation[0] == pytest.approx(
+        np.linalg.norm(a - b), abs=0.2)
+    assert separation[1] == pytest.approx(0.0, abs=0.2)

@@ -27,7 +27,7 @@ piece. The algorithm:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -400,22 +400,30 @@ def find_start_tubes(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -
     return starts[:count]
 
 
-def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
-               progress: Progress = silent) -> TracedTree:
-    """Trace the vessel tree in two line-integral views (mm); see the module docstring."""
+def trace_each(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings
+               ) -> Iterator[tuple[TubeFit, TracedTree]]:
+    """Each start tube (best fitting first) and the tree grown from it in two line-integral
+    views (mm), with what that tree leaves unexplained; see the module docstring."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
     starts = find_start_tubes(views, geometry.volume, settings.trees)
-    best: TracedTree | None = None
-    for done, start in enumerate(starts, start=1):
+    for start in starts:
         for view in views:
             view.reset()
         tracer = _Tracer(views, geometry.volume, settings)
         tracer.grow(start)
         unexplained = float(sum(np.abs(view.residual).sum() for view in views))
-        if best is None or unexplained < best.unexplained:
-            best = TracedTree(tracer.vessels, unexplained, len(starts))
-        progress(Step("tracing", done, len(starts), "tree", unexplained))
+        yield start, TracedTree(tracer.vessels, unexplained, len(starts))
+
+
+def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
+               progress: Progress = silent) -> TracedTree:
+    """The tree of :func:`trace_each` that leaves the least integral unexplained."""
+    best: TracedTree | None = None
+    for done, (_, tree) in enumerate(trace_each(images, geometry, settings), start=1):
+        if best is None or tree.unexplained < best.unexplained:
+            best = tree
+        progress(Step("tracing", done, tree.trees_tried, "tree", tree.unexplained))
     return best if best is not None else TracedTree([], float("nan"), 0)
 
 
