@@ -6,7 +6,7 @@ import time
 from typing import ClassVar
 
 from sdfcar.errors import bad_input
-from sdfcar.geometry.tubes import centreline_record, rasterize_segments
+from sdfcar.geometry.tubes import centreline_record, tree_occupancy
 from sdfcar.methods.base import Problem, Reconstruction
 from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
 from sdfcar.progress import Progress
@@ -17,7 +17,8 @@ SUPERSAMPLE = 2
 
 class TubeMethod:
     """Trace the tree as tubes (:mod:`sdfcar.methods.tubes.tracing`); a voxel is vessel when
-    at least half of it (``SUPERSAMPLE^3`` sub-points) lies inside a traced tube."""
+    at least half of it (``SUPERSAMPLE^3`` sub-points) lies inside a traced tube, or a traced
+    centreline passes through it (thin vessels stay joined)."""
 
     name: ClassVar[str] = "tubes"
     priors: ClassVar[tuple[str, ...]] = ("none",)
@@ -37,7 +38,7 @@ class TubeMethod:
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                      "and that the views hold line integrals in mm)")
-        occupancy = rasterize_segments(traced.vessels, problem.grid, supersample=SUPERSAMPLE)
+        occupancy = tree_occupancy(traced.vessels, problem.grid, supersample=SUPERSAMPLE)
         if not (occupancy >= 0.5).any():
             raise bad_input("views", "the traced vessels are thinner than the grid's voxels")
         statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
