@@ -26,6 +26,7 @@ from tree_stages import Case, case_parser, prepare_case, scores, write_table
 
 from sdfcar.geometry.tubes import Segment
 from sdfcar.methods.tubes.tracing import trace_each
+from sdfcar.physics.tubes import DetectorRays
 from sdfcar.pipeline.run import deterministic
 
 #: A point is on the truth within this distance (mm), off it beyond :data:`OFF_MM`.
@@ -54,11 +55,9 @@ def pairing(points: np.ndarray, case: Case) -> tuple[np.ndarray, np.ndarray]:
     truth = case.truth.points
     near, nearest = [], []
     for view in case.geometry.views:
-        projected = view.project_points(truth)
-        scale = min(view.detector_spacing_mm) * view.source_to_isocenter_mm \
-            / view.source_to_detector_mm
-        distance, index = cKDTree(projected).query(view.project_points(points))
-        near.append(distance * scale <= PAIRED_MM)
+        detector = DetectorRays(view)
+        distance, index = cKDTree(detector.project(truth)).query(detector.project(points))
+        near.append(distance * detector.pixel_mm_at_isocenter <= PAIRED_MM)
         nearest.append(index)
     separation = np.linalg.norm(truth[nearest[0]] - truth[nearest[1]], axis=1)
     return near[0] & near[1], separation

@@ -90,7 +90,8 @@ class TreeMethod:
         seconds["refining"], clock = _lap(clock)
         occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
-            raise bad_input("views", "the traced vessels are thinner than the grid's voxels")
+            raise bad_input("views", "the traced vessels lie outside the volume (check the "
+                                            "geometry's volume)")
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
                       "trees_tried": traced.trees_tried, "rounds": history,
