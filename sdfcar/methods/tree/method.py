@@ -91,7 +91,7 @@ class TreeMethod:
         occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
             raise bad_input("views", "the traced vessels lie outside the volume (check the "
-                                            "geometry's volume)")
+                                     "geometry's volume)")
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
                       "trees_tried": traced.trees_tried, "rounds": history,

@@ -41,7 +41,7 @@ class TubeMethod:
         occupancy = tree_occupancy(traced.vessels, problem.grid, supersample=SUPERSAMPLE)
         if not (occupancy >= 0.5).any():
             raise bad_input("views", "the traced vessels lie outside the volume (check the "
-                                            "geometry's volume)")
+                                     "geometry's volume)")
         statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
                       "unexplained_integral": round(traced.unexplained, 3),
                       "centreline_points": int(sum(len(v.points) for v in traced.vessels)),
