@@ -1,5 +1,6 @@
 """Shared fixtures: a small simulated case (a bent 2 mm tube) that every adapter can use."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from sdfcar.pipeline.inputs import from_arrays
 from sdfcar.pipeline.record import RunRecord
 from sdfcar.pipeline.run import Result
 from sdfcar.synthetic.simulate import project_label
+from sdfcar.synthetic.xa import CineOptions, simulate_run, write_xa
 
 SMALL_GRID = VolumeGrid((48, 48, 48), (1.0, 1.0, 1.0))
 SMALL_VIEWS = (ViewGeometry(30, 0, 1000, 750, (96, 96), (0.7, 0.7)),
@@ -40,6 +42,19 @@ def small_case_dir(arc_case, tmp_path_factory) -> Path:
     write_case(root / "case", Case(SMALL_GEOMETRY, tuple(views)))
     write_volume(root / "gt.nii.gz", label, SMALL_GRID)
     return root / "case"
+
+
+def xa_pair(folder: Path, arc_case, bits: int):
+    """The arc seen by two 6-frame 96^2 cine runs (ECG marks, Beer-Lambert contrast,
+    anatomy, noise) written as ``folder/view1.dcm``, ``view2.dcm``, and a
+    ``geometry.json`` giving the small grid: (runs, paths, geometry file)."""
+    _, integrals = arc_case
+    runs = [simulate_run(image, view, CineOptions(frames=6, bits=bits), seed=index)
+            for index, (image, view) in enumerate(zip(integrals, SMALL_VIEWS))]
+    paths = [write_xa(folder / f"view{index}.dcm", run) for index, run in enumerate(runs, 1)]
+    overrides = folder / "geometry.json"
+    overrides.write_text(json.dumps({"volume": SMALL_GRID.to_dict()}))
+    return runs, paths, overrides
 
 
 TUBE_RADIUS_MM = 3.0

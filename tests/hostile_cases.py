@@ -9,14 +9,17 @@ writes ``docs/reliability.md``).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ FAST = ["--iterations", "2", "--set", "voxel.iterations=2", "--device", "cpu",
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 TIMEOUT_S = 240
+#: Seconds from a batch's first line (Ray's start) to its signal: a case is then running.
+BATCH_DELAY_S = 10.0
 
 
 # ----------------------------------------------------------------------------- materials
@@ -92,10 +97,28 @@ class HostileCase:
     name: str
     setup: Setup
     code: int = EXIT_BAD_INPUT
-    interrupt: bool = False  # send SIGINT once the run has started iterating
+    interrupt: Interrupt | None = None  # a signal sent once the run has started
     needs: Path | None = None  # a folder that must exist (else the case is skipped)
     program: str = "sdfcar"  # a key of PROGRAMS
     expect: str = ""  # text the error line must contain (e.g. a request's status and field)
+
+    @property
+    def lines(self) -> int:
+        """Lines expected on stderr (progress and log lines aside): one error line, or
+        none from a run that succeeds."""
+        return 0 if self.code == 0 else 1
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """A signal sent to a run once it has started (its first log or progress line, then
+    ``delay_s``), the output that must not exist afterwards, and the command run next in
+    the same folder (a user's rerun, whose exit code is then the case's)."""
+
+    signal: int
+    output: str  # relative to the work folder
+    delay_s: float = 0.0
+    rerun: Callable[[Path], list[str]] | None = None  # work folder -> arguments
 
 
 def _reconstruct(case: Path, work: Path, *extra: str) -> list[str]:
@@ -307,11 +330,32 @@ def option_case(*extra: str) -> Setup:
     return setup
 
 
-def interrupted(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
-    """A long reconstruction, interrupted once it reports progress."""
+def long_reconstruction(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
+    """A reconstruction that runs for hours, reporting progress."""
     case = _copy(materials, work, "case")
     return (["reconstruct", str(case), "--out", str(work / "rec"), "--iterations", "100000",
              "--set", "voxel.iterations=2", "--device", "cpu", "--progress", "lines"], [case])
+
+
+def long_batch(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
+    """A batch of two cases that runs for hours."""
+    case = _copy(materials, work, "case")
+    manifest = work / "manifest.csv"
+    manifest.write_text(f"case,case_dir\na,{case}\nb,{case}\n")
+    return (["batch", str(manifest), "--out", str(work / "out"), "--num-cpus", "1",
+             "--progress", "none", "--iterations", "100000", "--set", "voxel.iterations=2"],
+            [case, manifest])
+
+
+def reconstruction_rerun(work: Path) -> list[str]:
+    """The short reconstruction of the case into the killed run's ``rec``."""
+    return _reconstruct(work / "case", work)
+
+
+def batch_resumed(work: Path) -> list[str]:
+    """The killed batch resumed, short."""
+    return ["batch", str(work / "manifest.csv"), "--out", str(work / "out"), "--num-cpus",
+            "1", "--progress", "none", *FAST[:4], "--resume"]
 
 
 def request_case(request: dict, link: bool = False) -> Setup:
@@ -514,8 +558,15 @@ CASES: tuple[HostileCase, ...] = (
     HostileCase("options", "case folder missing", lambda m, w: (
         ["reconstruct", str(w / "nothing"), "--out", str(w / "rec")], [w])),
     # interrupts
-    HostileCase("interrupts", "SIGINT during reconstruct", interrupted, EXIT_INTERRUPTED,
-                interrupt=True),
+    HostileCase("interrupts", "SIGINT during reconstruct", long_reconstruction,
+                EXIT_INTERRUPTED, Interrupt(signal.SIGINT, "rec")),
+    HostileCase("interrupts", "SIGKILL during reconstruct, then a rerun into the same --out",
+                long_reconstruction, 0,
+                Interrupt(signal.SIGKILL, "rec", rerun=reconstruction_rerun)),
+    HostileCase("interrupts", "SIGINT during batch", long_batch, EXIT_INTERRUPTED,
+                Interrupt(signal.SIGINT, "out/a", delay_s=BATCH_DELAY_S)),
+    HostileCase("interrupts", "SIGKILL during batch, then batch --resume", long_batch, 0,
+                Interrupt(signal.SIGKILL, "out/a", delay_s=BATCH_DELAY_S, rerun=batch_resumed)),
 )
 
 
@@ -543,16 +594,24 @@ class Outcome:
     stderr: tuple[str, ...]
     inputs_unchanged: bool
     leftovers: tuple[str, ...]
+    #: For an interrupted case: the signalled run's exit code, and whether its output
+    #: existed afterwards.
+    interrupted: tuple[int, bool] | None = None
 
     @property
     def first_line(self) -> str:
         return self.stderr[0] if self.stderr else ""
 
 
-def shown_command(case: HostileCase, arguments: list[str]) -> str:
-    """The case's command line as a user would type it."""
+def shown_command(case: HostileCase, arguments: list[str], work: Path) -> str:
+    """The case's command line as a user would type it (and the rerun after a signal)."""
     program = "sdfcar" if case.program == "sdfcar" else "python tests/hostile_request.py"
-    return " ".join([program, *arguments])
+    shown = " ".join([program, *arguments])
+    if case.interrupt is not None:
+        shown += f" ({signal.Signals(case.interrupt.signal).name})"
+        if case.interrupt.rerun is not None:
+            shown += " then " + " ".join([program, *case.interrupt.rerun(work)])
+    return shown
 
 
 def checksums(paths: list[Path]) -> dict[str, str]:
@@ -581,32 +640,101 @@ def run_case(case: HostileCase, materials: Path, work: Path) -> tuple[list[str],
     arguments, inputs = case.setup(materials, work)
     before = checksums(inputs)
     command = [sys.executable, *PROGRAMS[case.program], *arguments]
-    if case.interrupt:
-        code, stderr = _interrupt(command, work)
+    interrupted = None
+    if case.interrupt is None:
+        code, stderr = _run(command, work)
     else:
-        done = subprocess.run(command, cwd=work, env=environment(), capture_output=True,
-                              text=True, timeout=TIMEOUT_S)
-        code, stderr = done.returncode, done.stderr
+        code, stderr = _interrupt(command, work, case.interrupt)
+        interrupted = (code, (work / case.interrupt.output).exists())
+        if case.interrupt.rerun is not None:
+            rerun = [sys.executable, *PROGRAMS[case.program], *case.interrupt.rerun(work)]
+            code, stderr = _run(rerun, work)
     # Progress lines, and the log lines of a run that got as far as iterating, are not
     # errors.
-    chatter = ("PROGRESS ", "sdfcar: ") if case.interrupt else ("PROGRESS ",)
-    lines = tuple(line for line in stderr.splitlines()
-                  if line.strip() and not line.startswith(chatter))
+    lines = tuple(line for line in stderr.splitlines() if line.strip() and not (
+        _chatter(line) if case.interrupt else line.startswith("PROGRESS ")))
     leftovers = tuple(sorted(p.name for p in work.rglob(".*partial-*")))
-    return arguments, Outcome(code, lines, checksums(inputs) == before, leftovers)
+    return arguments, Outcome(code, lines, checksums(inputs) == before, leftovers, interrupted)
 
 
-def _interrupt(command: list[str], work: Path) -> tuple[int, str]:
-    """Start ``command``, send SIGINT once it reports (its first log or progress line comes
-    from inside the run, past the imports), collect stderr."""
+def _run(command: list[str], work: Path) -> tuple[int, str]:
+    done = subprocess.run(command, cwd=work, env=environment(), capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    return done.returncode, done.stderr
+
+
+#: Ray's own log lines (``2026-12-03 08:27:32,356\tWARNING file.py:85 -- ...``).
+RAY_LOG = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+[A-Z]+ ")
+
+
+def _chatter(line: str) -> bool:
+    """A progress or log line of a run that has started (sdfcar's or Ray's)."""
+    return line.startswith(("PROGRESS ", "sdfcar: ")) or bool(RAY_LOG.match(line))
+
+
+def _interrupt(command: list[str], work: Path, interrupt: Interrupt) -> tuple[int, str]:
+    """Start ``command`` in a session of its own, send it ``interrupt.signal`` once it has
+    started (its first log or progress line comes from inside the run, past the imports)
+    and ``interrupt.delay_s`` later, and collect stderr; then kill what it left running
+    (a killed batch's Ray processes)."""
     process = subprocess.Popen(command, cwd=work, env=environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    lines = []
-    deadline = time.monotonic() + TIMEOUT_S
-    for line in process.stderr:
-        lines.append(line)
-        if line.startswith(("PROGRESS ", "sdfcar: ")) or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    _, rest = process.communicate(timeout=TIMEOUT_S)
-    return process.returncode, "".join(lines) + rest
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if _chatter(line):
+                started.set()
+        started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    started.wait(TIMEOUT_S)
+    time.sleep(interrupt.delay_s)
+    process.send_signal(interrupt.signal)
+    process.wait(timeout=TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    reader.join(TIMEOUT_S)
+    return process.returncode, "".join(lines)
+
+
+def problems(case: HostileCase, outcome: Outcome, work: Path) -> list[str]:
+    """What the case did other than expected (nothing: it passed)."""
+    found = []
+    if outcome.code != case.code:
+        found.append(f"exit {outcome.code}, expected {case.code}")
+    if len(outcome.stderr) != case.lines:
+        found.append(f"{len(outcome.stderr)} line(s) on stderr, expected {case.lines}: "
+                     f"{list(outcome.stderr)}")
+    line = outcome.first_line
+    if case.lines and line:
+        if "Traceback" in line or not line.startswith("sdfcar "):
+            found.append(f"not an sdfcar error line: {line!r}")
+        if case.expect not in line:
+            found.append(f"the error line lacks {case.expect!r}")
+        if ": :" in line:
+            found.append("an empty field in 'file: field: message'")
+    if not outcome.inputs_unchanged:
+        found.append("an input changed")
+    if outcome.leftovers:
+        found.append(f"left behind: {', '.join(outcome.leftovers)}")
+    if case.interrupt is not None:
+        found += _interrupt_problems(case.interrupt, outcome, work, line)
+    return found
+
+
+def _interrupt_problems(interrupt: Interrupt, outcome: Outcome, work: Path,
+                        line: str) -> list[str]:
+    code, output_left = outcome.interrupted
+    expected = EXIT_INTERRUPTED if interrupt.signal == signal.SIGINT else -interrupt.signal
+    found = [] if code == expected else [f"the signalled run exited {code}, not {expected}"]
+    if output_left:
+        found.append(f"the signalled run left {interrupt.output}")
+    if interrupt.rerun is None and not line.endswith(": interrupted"):
+        found.append(f"no 'interrupted' line: {line!r}")
+    if interrupt.rerun is not None and not (work / interrupt.output / "run.json").is_file():
+        found.append(f"the rerun did not write {interrupt.output}/run.json")
+    return found

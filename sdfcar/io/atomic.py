@@ -1,7 +1,9 @@
 """All-or-nothing outputs: write under a temporary name next to the target, then rename.
 
 A run that fails or is killed leaves no half-written file or folder behind under the
-final name, and existing results are only replaced when the caller asks for it. No output
+final name, and existing results are only replaced when the caller asks for it. A writer
+killed outright (SIGKILL, power loss) cannot remove its staging copy; the next write of the
+same target removes the copies of writers that are no longer running. No output
 may be, contain or lie inside one of the caller's ``inputs``, and an existing folder is
 replaced only when sdfcar wrote it (:mod:`sdfcar.io.guard`): every folder written here
 carries the marker file.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -27,10 +30,45 @@ def _suffixes(path: Path) -> str:
     return "".join(suffixes[-2:])
 
 
-def _temporary_sibling(path: Path) -> Path:
+def _staging_prefix(path: Path) -> tuple[str, str]:
+    """The start and end of the names of ``path``'s staging copies."""
     suffix = _suffixes(path)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{suffix}")
+    return f".{stem}.partial-", suffix
+
+
+def _temporary_sibling(path: Path) -> Path:
+    prefix, suffix = _staging_prefix(path)
+    return path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(3)}{suffix}")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(path: Path) -> list[Path]:
+    """Remove the staging copies of ``path`` left by writers that no longer run (their
+    process id is in the name); returns what was removed."""
+    prefix, suffix = _staging_prefix(path)
+    stale = []
+    if not path.parent.is_dir():
+        return stale
+    for sibling in path.parent.iterdir():
+        name = sibling.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        writer = re.fullmatch(r"(\d+)-[0-9a-f]{6}", name[len(prefix): len(name) - len(suffix)])
+        if writer and not _running(int(writer.group(1))):
+            _remove(sibling)
+            stale.append(sibling)
+    return stale
 
 
 def check_target(path: str | Path, overwrite: bool, inputs: Iterable[PathLike | None] = (),
@@ -67,6 +105,7 @@ def atomic_file(path: str | Path, overwrite: bool = False,
     (:func:`check_target` first)."""
     path = check_target(path, overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path)
     temporary = _temporary_sibling(path)
     try:
         yield temporary
@@ -84,6 +123,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False,
     :func:`check_target`), on error it is deleted."""
     path = check_target(path, overwrite, inputs, folder=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path)
     temporary = _temporary_sibling(path)
     temporary.mkdir()
     try:

@@ -21,34 +21,22 @@ from sdfcar.pipeline.problem import resolve_target
 from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import simulate_case
 from sdfcar.methods.voxel import silhouette_gradient
-from sdfcar.synthetic.xa import CineOptions, save_dataset, simulate_run, write_xa
+from sdfcar.synthetic.xa import save_dataset
 
-from conftest import SMALL_GEOMETRY, SMALL_GRID, SMALL_VIEWS
+from conftest import SMALL_GEOMETRY, SMALL_GRID, SMALL_VIEWS, xa_pair
 
 FAST = ["--device", "cpu", "--quiet", "--preset", "default", "--iterations", "60", "--set",
         "voxel.iterations=400"]
 
 
-def _pair(folder, arc_case, bits):
-    """The conftest arc seen by two 6-frame 96^2 cine runs (ECG marks, Beer-Lambert contrast,
-    anatomy, noise) written as XA files, and a --geometry file giving the small grid."""
-    _, integrals = arc_case
-    runs = [simulate_run(image, view, CineOptions(frames=6, bits=bits), seed=index)
-            for index, (image, view) in enumerate(zip(integrals, SMALL_VIEWS))]
-    paths = [write_xa(folder / f"view{index}.dcm", run) for index, run in enumerate(runs, 1)]
-    overrides = folder / "geometry.json"
-    overrides.write_text(json.dumps({"volume": SMALL_GRID.to_dict()}))
-    return runs, paths, overrides
-
-
 @pytest.fixture(scope="module")
 def xa12(tmp_path_factory, arc_case):
-    return _pair(tmp_path_factory.mktemp("xa12"), arc_case, 12)
+    return xa_pair(tmp_path_factory.mktemp("xa12"), arc_case, 12)
 
 
 @pytest.fixture(scope="module")
 def xa8(tmp_path_factory, arc_case):
-    return _pair(tmp_path_factory.mktemp("xa8"), arc_case, 8)
+    return xa_pair(tmp_path_factory.mktemp("xa8"), arc_case, 8)
 
 
 def _scores(out, label):

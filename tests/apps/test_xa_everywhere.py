@@ -15,7 +15,7 @@ from sdfcar.io.images import read_volume
 from sdfcar.xa import prepare_xa_pair
 
 from test_bundle import BUNDLE, CONFIG, META
-from test_cli_xa import _pair
+from conftest import xa_pair
 
 SLICER_LIB = str(BUNDLE.parent / "SlicerSDFCAR")
 OVERRIDES = ["tubes.trees=1"]  # the XA default preset, tubes, with one start tube
@@ -23,7 +23,7 @@ OVERRIDES = ["tubes.trees=1"]  # the XA default preset, tubes, with one start tu
 
 @pytest.mark.slow
 def test_an_xa_pair_gives_the_same_label_through_every_front_end(arc_case, tmp_path):
-    _, (view1, view2), _ = _pair(tmp_path, arc_case, 12)
+    _, (view1, view2), _ = xa_pair(tmp_path, arc_case, 12)
     sets = [arg for item in OVERRIDES for arg in ("--set", item)]
     cli = tmp_path / "cli"
     assert main(["reconstruct", "--view1", str(view1), "--view2", str(view2), "--out", str(cli),

@@ -3,6 +3,8 @@ replaces only folders that sdfcar wrote (sdfcar.io.guard, sdfcar.io.atomic)."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -102,3 +104,29 @@ def test_legacy_run_records_and_empty_folders_may_be_replaced(tmp_path):
     assert all(written_by_sdfcar(p) for p in (legacy, demo, empty))
     for folder in (legacy, demo, empty):
         assert check_target(folder, True, folder=True) == folder
+
+
+def _finished_pid() -> int:
+    """The process id of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_staging_copies_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    dead, alive = _finished_pid(), os.getppid()
+    stale_folder = tmp_path / f".rec.partial-{dead}-0a1b2c"
+    stale_folder.mkdir()
+    (stale_folder / "label.nii.gz").write_bytes(b"half")
+    running = tmp_path / f".rec.partial-{alive}-0a1b2c"  # a writer still at work
+    running.mkdir()
+    stale_file = tmp_path / f".view1.partial-{dead}-3d4e5f.nii.gz"
+    stale_file.write_bytes(b"half")
+    other = tmp_path / f".record.partial-{dead}-0a1b2c"  # another target's copy
+    other.mkdir()
+    with atomic_directory(tmp_path / "rec") as staging:
+        (staging / "a.txt").write_text("a")
+    assert not stale_folder.exists() and running.is_dir() and other.is_dir()
+    with atomic_file(tmp_path / "view1.nii.gz") as temporary:
+        temporary.write_bytes(b"whole")
+    assert not stale_file.exists() and (tmp_path / "view1.nii.gz").read_bytes() == b"whole"
