@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="vessel mask of view 2")
     xa.add_argument("--mu", type=float, default=None, metavar="PER_MM",
                     help="attenuation of contrast-filled blood per mm that scales the "
-                    f"line-integral proxies (default {CONTRAST_MU_PER_MM})")
+                    f"line-integral proxies (default {CONTRAST_MU_PER_MM} for linear pixel "
+                    "data; for LOG/DISP data, scaled to the vessels' widths)")
     reconstruct.add_argument("--overwrite", action="store_true")
     _progress_argument(reconstruct)
     reconstruct.add_argument("--output-spacing", type=float, default=None, metavar="MM",
@@ -202,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--geometry", type=Path, default=None, metavar="JSON",
                          help="contract view fields that replace or fill DICOM geometry tags, "
                          'e.g. {"source_to_isocenter_mm": 760}')
-    extract.add_argument("--mu", type=float, default=CONTRAST_MU_PER_MM, metavar="PER_MM",
+    extract.add_argument("--mu", type=float, default=None, metavar="PER_MM",
                          help="attenuation of contrast-filled blood per mm used to convert "
-                         f"-log intensity to mm (default {CONTRAST_MU_PER_MM})")
+                         f"-log intensity to mm (default {CONTRAST_MU_PER_MM} for linear "
+                         "pixel data; for LOG/DISP DICOM data, scaled to the vessels' widths)")
     extract.add_argument("--pixel-mm", type=float, default=None, metavar="MM",
                          help="pixel size at the isocenter of a plain image (default "
                          f"{DEFAULT_PIXEL_MM}; DICOM files take it from their geometry)")
@@ -333,9 +335,8 @@ def _prepare_pair(args: argparse.Namespace):
     overrides = load_geometry_overrides(args.geometry) if args.geometry else None
     frame = None if args.frame is None else (args.frame[0] if len(args.frame) == 1
                                              else tuple(args.frame))
-    mu = CONTRAST_MU_PER_MM if args.mu is None else args.mu
     inputs = from_xa_pair(args.view1, args.view2, frame, overrides,
-                          masks=(args.mask1, args.mask2), mu_per_mm=mu)
+                          masks=(args.mask1, args.mask2), mu_per_mm=args.mu)
     print(f"frames: {inputs.pair.frames_line()}", flush=True)
     for note in inputs.pair.warnings():
         logging.warning(note)
@@ -438,7 +439,8 @@ def run_extract_vessels(args: argparse.Namespace) -> None:
         pixel_mm = DEFAULT_PIXEL_MM if args.pixel_mm is None else args.pixel_mm
         attenuation = attenuation_from_intensity(read_view(args.image), str(args.image))
         mask = None if args.mask is None else read_mask(args.mask, attenuation.shape)
-        extraction = extract_vessels(attenuation, pixel_mm, args.mu, mask)
+        mu = CONTRAST_MU_PER_MM if args.mu is None else args.mu
+        extraction = extract_vessels(attenuation, pixel_mm, mu, mask)
         report = {"file": str(args.image), "extraction": extraction.info, "warnings": []}
         spacing = (pixel_mm, pixel_mm)
         chosen = "single image"

@@ -13,7 +13,6 @@ import numpy as np
 
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.case import load_case
-from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 
 #: Preset of case folders and arrays (line integrals or binary silhouettes).
 CASE_PRESET = "default"
@@ -67,7 +66,7 @@ def from_xa_pair(view1: str | Path, view2: str | Path,
                  frame: int | None | Sequence[int | None] = None,
                  overrides: Any = None,
                  masks: Sequence[str | Path | np.ndarray | None] | None = None,
-                 mu_per_mm: float = CONTRAST_MU_PER_MM) -> Inputs:
+                 mu_per_mm: float | None = None) -> Inputs:
     """Two XA DICOM runs (:func:`sdfcar.xa.prepare_xa_pair`: frame choice, geometry from the
     tags with ``overrides``, extracted or given ``masks``, line-integral proxies)."""
     from sdfcar.xa import prepare_xa_pair

@@ -27,7 +27,7 @@ import datetime
 import logging
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,13 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import DT
 
-from sdfcar.errors import bad_input
-from sdfcar.geometry import ViewGeometry
+from sdfcar.errors import InputError, bad_input
+from sdfcar.geometry import CORRECTION_KEYS, ViewGeometry
 from sdfcar.xa.overrides import checked_overrides
 from sdfcar.xa.pixels import IntensityModel, decode_frames, intensity_model, reason
 from sdfcar.xa.spacing import Spacing, detector_spacing
 from sdfcar.xa.tags import numbers
+from sdfcar.xa.table import TablePosition, read_table_position
 
 XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1"
 ENHANCED_XA_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.12.1.1"
@@ -82,6 +83,7 @@ class XARun:
     warnings: tuple[str, ...] = ()
     spacing_sources: tuple[str, ...] = ()  # where each frame's detector spacing came from
     detector_tags: Mapping[str, Any] = field(default_factory=dict)  # see DETECTOR_TAGS
+    table: TablePosition | None = None  # where the run records it (sdfcar.xa.table)
 
     @property
     def number_of_frames(self) -> int:
@@ -123,6 +125,7 @@ class XARun:
                 "r_wave_frames": list(self.r_wave_frames),
                 "detector_spacing_source": sorted(set(self.spacing_sources)),
                 "detector_tags": dict(self.detector_tags),
+                "table": None if self.table is None else self.table.to_dict(),
                 "warnings": list(self.warnings)}
 
 
@@ -134,11 +137,15 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
     _check_kind(dataset, path)
     pixels = decode_frames(dataset, path)
     overrides = checked_overrides(overrides, f"{path}: geometry override")
+    correction = {key: overrides.pop(key) for key in CORRECTION_KEYS if key in overrides}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         framed = [_frame_view(dataset, path, index, len(pixels), overrides)
                   for index in range(len(pixels))]
-    views = tuple(view for view, _ in framed)
+    try:
+        views = tuple(replace(view, **correction) for view, _ in framed)
+    except InputError as error:  # "view.<field>: ..." from the contract's checks
+        raise bad_input(f"{path}: geometry override", str(error).removeprefix("view.")) from None
     spacings = [spacing for _, spacing in framed]
     notes = list(dict.fromkeys([s.note for s in spacings if s.note]
                                + [str(w.message) for w in caught]))
@@ -163,7 +170,7 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
     if not r_waves and len(pixels) > 1:
         notes.append("no ECG (R-wave) information: the frame is chosen by vessel contrast alone")
     return XARun(path, pixels, views, intensity, times, r_waves, UID(sop).name, tuple(notes),
-                 tuple(s.source for s in spacings), detector)
+                 tuple(s.source for s in spacings), detector, read_table_position(dataset))
 
 
 def _open(path: Path) -> Dataset:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from sdfcar.errors import bad_input
-from sdfcar.geometry import VIEW_KEYS, VolumeGrid
+from sdfcar.geometry import CORRECTION_KEYS, VIEW_KEYS, VolumeGrid
 
-#: Contract fields a geometry override may set (the detector shape comes from the image).
-OVERRIDE_KEYS = tuple(k for k in VIEW_KEYS if k != "detector_shape")
+#: Contract fields a geometry override may set (the detector shape comes from the image),
+#: the C-arm correction included (e.g. view 2's shift when the table moved between runs).
+OVERRIDE_KEYS = tuple(k for k in VIEW_KEYS if k != "detector_shape") + CORRECTION_KEYS
 
 def checked_overrides(overrides: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
     """A copy of ``overrides`` whose keys are all :data:`OVERRIDE_KEYS`."""

@@ -7,8 +7,9 @@ its vessel mask and line-integral proxy (:mod:`sdfcar.xa.vessels`), a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,11 @@ from sdfcar.xa.dicom import XARun, read_xa
 from sdfcar.xa.pixels import reason
 from sdfcar.xa.frames import FrameChoice, choose_frame
 from sdfcar.xa.overrides import GeometryOverrides
-from sdfcar.xa.vessels import Extraction, VesselParams, extract_vessels, write_extraction
+from sdfcar.xa.table import TableMotion, table_motion
+from sdfcar.xa.vessels import (Extraction, VesselParams, extract_vessels, scaled_by_widths,
+                               write_extraction)
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreparedView:
@@ -109,16 +114,25 @@ def _mask_array(path: Path, frame: int, frames: int) -> np.ndarray:
 def prepare_xa_view(path: str | Path, frame: int | None = None,
                     overrides: Mapping[str, Any] | None = None,
                     mask: str | Path | np.ndarray | None = None,
-                    mu_per_mm: float = CONTRAST_MU_PER_MM,
+                    mu_per_mm: float | None = None,
                     params: VesselParams = VesselParams()) -> PreparedView:
-    """Read one run, choose its frame and extract its vessels (or take ``mask``)."""
+    """Read one run, choose its frame and extract its vessels (or take ``mask``).
+
+    ``mu_per_mm``: the contrast's attenuation per mm that scales the line-integral proxy;
+    None: :data:`~sdfcar.physics.contrast.CONTRAST_MU_PER_MM` for linear pixel data, and for
+    display-coded data (LOG, DISP: no recorded scale) the scale at which the proxy along the
+    vessels' centrelines equals their widths (:func:`~sdfcar.xa.vessels.scaled_by_widths`)."""
     run = read_xa(path, overrides)
     choice = choose_frame(run, frame, params)
     view = run.view(choice.number)
     user_mask = None if mask is None else read_mask(mask, view.detector_shape, choice.number,
                                                     run.number_of_frames)
-    extraction = extract_vessels(run.attenuation(choice.number), run.pixel_mm(choice.number),
-                                 mu_per_mm, user_mask, params)
+    pixel_mm = run.pixel_mm(choice.number)
+    extraction = extract_vessels(run.attenuation(choice.number), pixel_mm,
+                                 CONTRAST_MU_PER_MM if mu_per_mm is None else mu_per_mm,
+                                 user_mask, params)
+    if mu_per_mm is None and run.intensity.relationship != "LIN":
+        extraction = scaled_by_widths(extraction, pixel_mm)
     if user_mask is not None and not isinstance(mask, np.ndarray):
         extraction.info["mask_file"] = str(mask)
     frame_report = choice.to_dict()
@@ -143,7 +157,7 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
                     | GeometryOverrides | None = None,
                     volume: VolumeGrid | None = None,
                     masks: Sequence[str | Path | np.ndarray | None] | None = None,
-                    mu_per_mm: float = CONTRAST_MU_PER_MM,
+                    mu_per_mm: float | None = None,
                     params: VesselParams = VesselParams()) -> XAPair:
     """Two XA runs -> case, masks and report.
 
@@ -161,6 +175,8 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
     prepared = tuple(prepare_xa_view(path, f, o, m, mu_per_mm, params)
                      for path, f, o, m in zip((view1, view2), frames, per_view, user_masks))
     first, second = prepared
+    motion = table_motion(first.run.table, second.run.table)
+    second = _followed_table(second, motion, per_view[1])
     geometry = CaseGeometry((first.view, second.view), volume or VolumeGrid())
     case = Case(geometry, (first.extraction.integral, second.extraction.integral))
     separation = first.view.angle_between(second.view)
@@ -168,11 +184,32 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
     if separation < MIN_VIEW_SEPARATION_DEG:
         notes.append(f"the views are only {separation:.1f} degrees apart; two-view "
                      "reconstruction needs well-separated views (30-90 degrees)")
-    report = {"views": [p.report for p in prepared],
+    table = None
+    if motion is not None and motion.moved:
+        table = {**motion.to_dict(), "note": motion.note()}
+        if motion.shift_mm is None:
+            notes.append(motion.note())
+        elif second.view == prepared[1].view:
+            table["applied_shift_mm"] = None
+            table["note"] += ("; not applied: view 2's correction_translation_mm was given "
+                              "with the geometry overrides")
+        log.info(table["note"])
+    report = {"views": [first.report, second.report],
               "angle_between_views_deg": round(separation, 3),
-              "volume": geometry.volume.to_dict(), "warnings": notes}
+              "volume": geometry.volume.to_dict(), "table": table, "warnings": notes}
     return XAPair(case, (first.extraction.mask, second.extraction.mask), (first, second),
                   report)
+
+
+def _followed_table(second: PreparedView, motion: TableMotion | None,
+                    overrides: Mapping[str, Any] | None) -> PreparedView:
+    """View 2 with its C-arm shifted against the table's move since run 1
+    (:mod:`sdfcar.xa.table`), unless the overrides give its correction shift."""
+    if (motion is None or not motion.moved or motion.shift_mm is None
+            or "correction_translation_mm" in (overrides or {})):
+        return second
+    view = second.view.moved((0.0, 0.0, 0.0), motion.shift_mm)
+    return replace(second, view=view, report={**second.report, "geometry": view.to_dict()})
 
 
 def load_xa_pair(view1: str | Path, view2: str | Path,

@@ -167,7 +167,7 @@ def intensity_model(relationship: Any, sign: Any, photometric: str, bits: int,
     if sign not in (1, -1):
         sign = -1 if photometric.upper() == "MONOCHROME1" else 1
     if used != "LIN":
-        notes.append(f"{used} pixel data: the integral proxy's scale assumes "
-                     f"{LOG_NEPERS_FULL_RANGE:g} nepers over the stored range (calibrate "
-                     "with --mu, or use mask targets)")
+        notes.append(f"{used} pixel data: no recorded scale; the line-integral proxy is "
+                     "scaled so that it equals the vessels' widths along their centrelines "
+                     "(give --mu to set it, or use mask targets)")
     return IntensityModel(used, int(sign), bits, "" if stored == used else stored or "missing")

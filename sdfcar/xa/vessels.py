@@ -37,7 +37,7 @@ A user mask (e.g. from 3D Slicer) replaces steps 1-4; step 5 is unchanged.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from skimage import filters
+from skimage.morphology import skeletonize
 
 from sdfcar.io.atomic import atomic_directory
 from sdfcar.errors import bad_input
@@ -195,6 +196,27 @@ def line_integral_proxy(attenuation: np.ndarray, mask: np.ndarray, pixel_mm: flo
     background = harmonic_inpaint(attenuation, excluded)
     integral = np.where(mask, np.clip((attenuation - background) / mu_per_mm, 0.0, None), 0.0)
     return integral.astype(np.float32), background.astype(np.float32)
+
+
+def scaled_by_widths(extraction: Extraction, pixel_mm: float) -> Extraction:
+    """``extraction`` with its proxy rescaled so that, along the mask's skeleton, its median
+    equals the median vessel width (a round lumen's central chord is its diameter): the
+    scale of display-coded pixel data (LOG, DISP), which DICOM does not record. The width
+    at a skeleton pixel is ``2 d - 1/2`` pixels, ``d`` its distance to the nearest
+    background pixel (``2 d`` for an even width, ``2 d - 1`` for an odd one)."""
+    skeleton = skeletonize(extraction.mask)
+    values = extraction.integral[skeleton]
+    widths = (2.0 * ndimage.distance_transform_edt(extraction.mask)[skeleton] - 0.5) * pixel_mm
+    if not np.any(values > 0):
+        return extraction
+    factor = float(np.median(widths) / np.median(values[values > 0]))
+    info = {**extraction.info, "mu_per_mm": extraction.info["mu_per_mm"] / factor,
+            "mu_source": "vessel widths (display-coded pixel data; --mu sets it)",
+            "integral_max_mm": float(extraction.integral.max() * factor),
+            "integral_mean_in_mask_mm": float(extraction.integral[extraction.mask].mean()
+                                              * factor)}
+    return replace(extraction, integral=(extraction.integral * factor).astype(np.float32),
+                   info=info)
 
 
 def extract_vessels(attenuation: np.ndarray, pixel_mm: float = DEFAULT_PIXEL_MM,

@@ -70,7 +70,7 @@ def test_single_frame_8bit_log_file_recovers_attenuation(tmp_path):
     run = read_xa(write_xa(tmp_path / "single.dcm", synthetic))
     assert run.number_of_frames == 1 and run.r_wave_frames == ()
     assert (run.intensity.relationship, run.intensity.bits_stored) == ("LOG", 8)
-    assert any("nepers" in note for note in run.warnings)
+    assert any("no recorded scale" in note for note in run.warnings)
     expected = WATER_MU_PER_MM * background_thickness(view, 2) + CONTRAST_MU_PER_MM * truth
     residual = run.attenuation(1) - expected
     assert np.std(residual) < 0.03  # 8-bit LOG step is 0.031 nepers; noise ~1 % per pixel

@@ -65,7 +65,8 @@ def test_a_missing_decoder_names_the_file_the_syntax_and_the_package(run, tmp_pa
 
 
 @pytest.mark.parametrize("stored, used, note", [
-    ("LIN", "LIN", None), ("LOG", "LOG", "8 nepers"), ("DISP", "DISP", "8 nepers"),
+    ("LIN", "LIN", None), ("LOG", "LOG", "no recorded scale"),
+    ("DISP", "DISP", "no recorded scale"),
     ("DRM", "DISP", "DRM (vendor display processing); taken as DISP"),
     ("XYZ", "LIN", "is XYZ; pixel values taken as linear")])
 def test_intensity_relationships(stored, used, note, run, tmp_path):

@@ -12,8 +12,8 @@ from sdfcar.errors import InputError
 from sdfcar.io.guard import MARKER
 from sdfcar.io.images import read_view
 from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM
-from sdfcar.xa.vessels import (VesselParams, attenuation_from_intensity, contrast_score,
-                            extract_vessels)
+from sdfcar.xa.vessels import (Extraction, VesselParams, attenuation_from_intensity,
+                               contrast_score, extract_vessels, scaled_by_widths)
 from sdfcar.xa import read_xa
 from sdfcar.synthetic.xa import (CineOptions, phantom_pair, reference_geometry, save_dataset,
                              simulate_run, write_xa)
@@ -169,3 +169,19 @@ def test_extract_vessels_cli_on_a_png_with_a_user_mask(cine_file, tmp_path, caps
     integral = read_view(out / "integral.nii.gz")
     truth = run.integrals[10]
     assert 1.6 < float((integral * truth).sum() / (truth * truth).sum()) < 2.6
+
+
+def test_display_data_proxies_are_scaled_to_the_vessel_widths():
+    """A round 3 mm vessel whose proxy is 7x too large (an unknown display scale): after
+    :func:`scaled_by_widths` its centreline integral is its diameter, within a pixel."""
+    pixel_mm, radius = 0.1, 1.5
+    rows = (np.arange(200) - 99.5) * pixel_mm
+    chord = 2.0 * np.sqrt(np.clip(radius**2 - rows**2, 0.0, None))
+    integral = np.repeat((7.0 * chord)[:, None], 300, axis=1).astype(np.float32)
+    mask = integral > 0
+    extraction = Extraction(mask, integral, np.zeros_like(integral), None, {"mu_per_mm": 0.1})
+    scaled = scaled_by_widths(extraction, pixel_mm)
+    assert scaled.integral[100, 150] == pytest.approx(2 * radius, abs=pixel_mm)
+    assert scaled.info["mu_per_mm"] == pytest.approx(0.7, rel=0.05)
+    assert "vessel widths" in scaled.info["mu_source"]
+    np.testing.assert_array_equal(scaled.mask, mask)
