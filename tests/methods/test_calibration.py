@@ -169,3 +169,27 @@ def test_auto_keeps_the_given_geometry_when_the_correction_reaches_its_bounds(fi
         record = calibration.finish(None)
         assert calibration.active == used and (calibration.geometry != GEOMETRY) == used
         assert bool(record["rejected_at_bound"]) != used and bool(record["at_bound"]) == used
+
+
+def test_auto_leaves_a_pair_whose_inconsistency_is_noise(arc_case, tmp_path):
+    """A small synthetic XA pair at its exact geometry is inconsistent by its noise (above
+    the auto threshold); the best correction hardly lowers that, so ``auto`` keeps the
+    given geometry (``on`` uses it)."""
+    from conftest import xa_pair
+    from sdfcar.pipeline.calibration import MIN_GAIN, Calibration
+    from sdfcar.pipeline.inputs import from_xa_pair
+    from sdfcar.pipeline.problem import build_problem
+    from sdfcar.xa import load_geometry_overrides
+
+    _, (view1, view2), geometry = xa_pair(tmp_path, arc_case, 12)
+    inputs = from_xa_pair(view1, view2, overrides=load_geometry_overrides(geometry))
+    for mode in ("auto", "on"):
+        config = build_config("tubes", [f"calibration.mode={mode}"], device="cpu")
+        problem, _ = build_problem(inputs.views, inputs.geometry, inputs.masks, config,
+                                   torch.device("cpu"))
+        calibration = Calibration.run(problem, config.calibration)
+        found = calibration.inconsistency
+        assert found["given"] > config.calibration.auto_inconsistency
+        assert found["corrected"] * MIN_GAIN > found["given"]
+        assert calibration.active == (mode == "on")
+        assert calibration.finish(None)["rejected_small_gain"] == (mode == "auto")
