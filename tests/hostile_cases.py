@@ -695,6 +695,8 @@ def _interrupt(command: list[str], work: Path, interrupt: Interrupt) -> tuple[in
     time.sleep(interrupt.delay_s)
     process.send_signal(interrupt.signal)
     process.wait(timeout=TIMEOUT_S)
+    if interrupt.signal != signal.SIGKILL:
+        reader.join(TIMEOUT_S)  # the run exits by itself: read all it wrote
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     reader.join(TIMEOUT_S)
