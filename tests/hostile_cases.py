@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -234,8 +235,13 @@ def dicom_case(edit: Callable[[pydicom.Dataset], None] | None = None,
         if command == "extract-vessels":
             return ["extract-vessels", str(bad), "--out", str(work / "ext")], [good, bad]
         return (["reconstruct", "--view1", str(bad), "--view2", str(good), "--out",
-                 str(work / "rec"), *FAST], [good, bad])
+                 str(work / "rec"), "--device", "cpu", "--progress", "none"], [good, bad])
     return setup
+
+
+def _dicom(name: str, setup: Setup, **options: Any) -> HostileCase:
+    """A DICOM case: its error line must name the bad file."""
+    return HostileCase("dicom", name, setup, expect="bad.dcm", **options)
 
 
 def _delete(*keywords: str) -> Callable[[pydicom.Dataset], None]:
@@ -456,20 +462,20 @@ CASES: tuple[HostileCase, ...] = (
         label=lambda m, path: sitk.WriteImage(sitk.GetImageFromArray(
             np.zeros((32, 32, 32), np.uint8)), str(path)))),
     # DICOM
-    HostileCase("dicom", "CT, not XA", dicom_case(_as_ct)),
-    HostileCase("dicom", "no SID tag", dicom_case(_delete("DistanceSourceToDetector"))),
-    HostileCase("dicom", "no angles", dicom_case(_delete("PositionerPrimaryAngle"))),
-    HostileCase("dicom", "no pixel spacing", dicom_case(_delete("ImagerPixelSpacing"))),
-    HostileCase("dicom", "RGB", dicom_case(_as_rgb)),
-    HostileCase("dicom", "no pixel data", dicom_case(_delete("PixelData"))),
-    HostileCase("dicom", "truncated pixel data", dicom_case(cut=0.9)),
-    HostileCase("dicom", "truncated header", dicom_case(cut=0.05)),
-    HostileCase("dicom", "truncated (extract-vessels)", dicom_case(
+    _dicom("CT, not XA", dicom_case(_as_ct)),
+    _dicom("no SID tag", dicom_case(_delete("DistanceSourceToDetector"))),
+    _dicom("no angles", dicom_case(_delete("PositionerPrimaryAngle"))),
+    _dicom("no pixel spacing", dicom_case(_delete("ImagerPixelSpacing"))),
+    _dicom("RGB", dicom_case(_as_rgb)),
+    _dicom("no pixel data", dicom_case(_delete("PixelData"))),
+    _dicom("truncated pixel data", dicom_case(cut=0.9)),
+    _dicom("truncated header", dicom_case(cut=0.05)),
+    _dicom("truncated (extract-vessels)", dicom_case(
         cut=0.9, command="extract-vessels")),
-    HostileCase("dicom", "text named .dcm", dicom_case(cut=0.0)),
-    HostileCase("dicom", "JPEG Lossless truncated (real XA)",
+    _dicom("text named .dcm", dicom_case(cut=0.0)),
+    _dicom("JPEG Lossless truncated (real XA)",
                 dicom_case(cut=0.6, source=REAL_XA / "IM6.dcm"), needs=REAL_XA),
-    HostileCase("dicom", "JPEG Lossless without any pixel spacing tag (real XA IM1, "
+    _dicom("JPEG Lossless without any pixel spacing tag (real XA IM1, "
                 "FieldOfViewDimensions removed)",
                 dicom_case(_delete("FieldOfViewDimensions"), source=REAL_XA / "IM1.dcm",
                            command="extract-vessels"),

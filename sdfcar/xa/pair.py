@@ -20,6 +20,7 @@ from sdfcar.errors import bad_input
 from sdfcar.geometry import MIN_VIEW_SEPARATION_DEG, CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.io.case import Case
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
+from sdfcar.physics.placement import placed_grid
 from sdfcar.xa.dicom import XARun, read_xa
 from sdfcar.xa.pixels import reason
 from sdfcar.xa.frames import FrameChoice, choose_frame
@@ -165,7 +166,8 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
     see :mod:`sdfcar.xa.frames`). ``overrides``: contract fields for both views, a pair of
     mappings, or a :class:`GeometryOverrides` (whose volume is used when ``volume`` is None).
     ``masks``: a pair of user masks (file or array, None to extract). ``volume``: the
-    reconstruction grid (default 128^3 at 0.8 mm on the isocenter)."""
+    reconstruction grid (default: placed on the vessels the two masks see,
+    :func:`sdfcar.physics.placement.placed_grid`)."""
     if isinstance(overrides, GeometryOverrides):
         volume = volume if volume is not None else overrides.volume
         overrides = overrides.views
@@ -177,7 +179,14 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
     first, second = prepared
     motion = table_motion(first.run.table, second.run.table)
     second = _followed_table(second, motion, per_view[1])
-    geometry = CaseGeometry((first.view, second.view), volume or VolumeGrid())
+    placement = None
+    if volume is None:
+        placement = placed_grid((first.view, second.view), (first.extraction.mask,
+                                                            second.extraction.mask))
+        volume = placement.grid
+        log.info("volume placed on the vessels: %s, shape %s, centre %s mm", placement.rule,
+                 list(volume.shape), [round(c, 1) for c in volume.center_mm])
+    geometry = CaseGeometry((first.view, second.view), volume)
     case = Case(geometry, (first.extraction.integral, second.extraction.integral))
     separation = first.view.angle_between(second.view)
     notes = []
@@ -196,7 +205,9 @@ def prepare_xa_pair(view1: str | Path, view2: str | Path,
         log.info(table["note"])
     report = {"views": [first.report, second.report],
               "angle_between_views_deg": round(separation, 3),
-              "volume": geometry.volume.to_dict(), "table": table, "warnings": notes}
+              "volume": geometry.volume.to_dict(),
+              "volume_placement": None if placement is None else placement.to_dict(),
+              "table": table, "warnings": notes}
     return XAPair(case, (first.extraction.mask, second.extraction.mask), (first, second),
                   report)
 

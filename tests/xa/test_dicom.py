@@ -287,7 +287,10 @@ def test_load_xa_pair_returns_the_case_the_reconstruction_consumes(cine):
     geometry, runs, paths = cine
     case = load_xa_pair(*paths)
     assert isinstance(case, Case)
-    assert case.geometry.views == geometry.views and case.geometry.volume == VolumeGrid()
+    assert case.geometry.views == geometry.views
+    placed = prepare_xa_pair(*paths).report["volume_placement"]
+    assert case.geometry.volume.spacing_mm == VolumeGrid().spacing_mm
+    assert "visual hull" in placed["rule"]  # the grid is placed on the vessels
     for image, run in zip(case.views, runs):
         assert image.shape == (128, 128) and image.dtype == np.float32
         assert image.min() == 0.0 and 3.0 < image.max() < 3.0 * run.integrals.max()
@@ -298,7 +301,7 @@ def test_prepare_xa_pair_keeps_masks_frames_and_report(cine):
     volume = VolumeGrid((64, 64, 64), (1.6, 1.6, 1.6))
     user = runs[1].integrals[10] > 0.25
     pair = prepare_xa_pair(*paths, frame=(None, 11), volume=volume, masks=(None, user))
-    assert pair.case.geometry.volume == volume
+    assert pair.case.geometry.volume == volume and pair.report["volume_placement"] is None
     assert pair.views[1].choice.rule == "given" and pair.views[1].choice.number == 11
     np.testing.assert_array_equal(pair.masks[1], user)
     assert np.all(pair.case.views[1][~user] == 0)
