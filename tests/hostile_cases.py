@@ -678,13 +678,20 @@ def _chatter(line: str) -> bool:
     return line.startswith(("PROGRESS ", "sdfcar: ")) or bool(RAY_LOG.match(line))
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT as a terminal delivers it, even when this suite itself runs with
+    SIGINT ignored (a shell's background job), which the child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(command: list[str], work: Path, interrupt: Interrupt) -> tuple[int, str]:
     """Start ``command`` in a session of its own, send it ``interrupt.signal`` once it has
     started (its first log or progress line comes from inside the run, past the imports)
     and ``interrupt.delay_s`` later, and collect stderr; then kill what it left running
     (a killed batch's Ray processes)."""
     process = subprocess.Popen(command, cwd=work, env=environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_interruptible)
     lines: list[str] = []
     started = threading.Event()
 
