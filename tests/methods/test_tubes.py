@@ -10,7 +10,8 @@ from sdfcar.metrics import dice
 from sdfcar.geometry.tubes import Segment, rasterize_segments
 from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import project_label
-from sdfcar.methods.tubes.tracing import TubeSettings, _ViewData, extend_tree, fit_tube
+from sdfcar.methods.tubes.tracing import (TubeSettings, _Tracer, _ViewData, extend_tree,
+                                          find_start_tubes, fit_tube, trace_tree)
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
 VIEWS = (ViewGeometry(29.7, 0.1, 993.0, 757.0, (160, 160), (0.6, 0.6)),
@@ -183,3 +184,46 @@ def test_extend_tree_follows_vessels_on_beyond_both_free_ends():
     # The added points lie on the true centreline.
     distance = np.linalg.norm(grown[0].points[:, None] - points[None], axis=2).min(axis=1)
     assert np.median(distance) < 0.3
+
+
+def _two_vessels():
+    """Two separate vessels (a phantom's separate tubes, or a left and a right tree)."""
+    t = np.linspace(0.0, 1.0, 50)[:, None]
+    upper = np.array([-14.0, -6.0, 12.0]) + t * np.array([26.0, 6.0, -4.0])
+    lower = np.array([-10.0, 8.0, -12.0]) + t * np.array([20.0, -4.0, 8.0])
+    return [Segment("upper", upper, np.full(50, 1.4), None),
+            Segment("lower", lower, np.full(50, 1.1), None)]
+
+
+def _traced_near(vessel, traced):
+    points = np.concatenate([v.points for v in traced])
+    return np.median(np.linalg.norm(vessel.points[:, None] - points[None], axis=2).min(axis=1))
+
+
+@pytest.mark.slow
+def test_more_trees_trace_separate_vessels_and_stop_when_nothing_is_left():
+    vessels = _two_vessels()
+    images = _views_of(vessels)
+    one = trace_tree(images, GEOMETRY, TubeSettings(trees=2, max_trees=1))
+    assert one.trees_kept == 1
+    assert min(_traced_near(v, one.vessels) for v in vessels) < 0.5
+    assert max(_traced_near(v, one.vessels) for v in vessels) > 5.0  # the other is missed
+    more = trace_tree(images, GEOMETRY, TubeSettings(trees=2, max_trees=4))
+    assert more.trees_kept == 2  # a third tree would explain (almost) nothing
+    assert max(_traced_near(v, more.vessels) for v in vessels) < 0.5
+    assert sum(v.parent is None for v in more.vessels) == 2
+    assert more.unexplained < 0.5 * one.unexplained
+
+
+def test_a_trial_tree_leaves_the_tracer_as_it_was():
+    images = _views_of(_two_vessels())
+    views = [_ViewData(DetectorRays(v), image) for v, image in zip(VIEWS, images)]
+    tracer = _Tracer(views, GRID, TubeSettings())
+    tracer.grow(find_start_tubes(views, GRID, 1)[0])
+    second = find_start_tubes(views, GRID, 1)[0]  # in what the first tree leaves
+    before = [view.residual.copy() for view in views], list(tracer.vessels)
+    left = tracer.trial(second)
+    assert left < tracer.unexplained()
+    assert tracer.vessels == before[1]
+    for view, residual in zip(views, before[0]):
+        np.testing.assert_array_equal(view.residual, residual)

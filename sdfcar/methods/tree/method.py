@@ -94,7 +94,8 @@ class TreeMethod:
                                      "geometry's volume)")
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
-                      "trees_tried": traced.trees_tried, "rounds": history,
+                      "trees_tried": traced.trees_tried, "trees_kept": traced.trees_kept,
+                      "rounds": history,
                       "seconds": seconds, "centrelines": centreline_record(vessels)}
         return Reconstruction(occupancy, sdf, statistics, partial(
             _field, vessels=vessels, supersample=settings.supersample),

@@ -43,6 +43,7 @@ class TubeMethod:
             raise bad_input("views", "the traced vessels lie outside the volume (check the "
                                      "geometry's volume)")
         statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
+                      "trees_kept": traced.trees_kept,
                       "unexplained_integral": round(traced.unexplained, 3),
                       "centreline_points": int(sum(len(v.points) for v in traced.vessels)),
                       "seconds": round(time.perf_counter() - started, 3),
