@@ -95,7 +95,12 @@ class MachineLines:
 
     def __call__(self, step: Step) -> None:
         if crosses(step, 100):
-            print(format_line(step), file=self.stream or sys.stderr, flush=True)
+            # One write with its newline: print() writes the newline separately, and an
+            # interrupt between the two would glue the next line (the CLI's "interrupted")
+            # onto this one.
+            stream = self.stream or sys.stderr
+            stream.write(format_line(step) + "\n")
+            stream.flush()
 
 
 class PercentLines:

@@ -121,6 +121,29 @@ def test_progress_lines_are_machine_readable_and_parse_back(capsys):
     assert parse_line("PROGRESS 7 6 tree - tracing") is None and parse_line("sdfcar: x") is None
 
 
+def test_a_progress_line_is_one_write_with_its_newline():
+    """An interrupt between a line and its newline would glue the CLI's "interrupted" line
+    onto a progress line (where a reader of the lines, or the hostile suite, misses it)."""
+    import io
+
+    from sdfcar.progress import MachineLines, Step
+
+    class Writes(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def write(self, text):
+            self.calls.append(text)
+            return super().write(text)
+
+    stream = Writes()
+    report = MachineLines(stream)
+    for done in range(1, 4):
+        report(Step("fit", done, 3, "iteration", None))
+    assert stream.calls == [f"PROGRESS {d} 3 iteration - fit\n" for d in (1, 2, 3)]
+
+
 def test_percent_lines_for_logs_instead_of_bar_redraws(caplog):
     import io
     import logging

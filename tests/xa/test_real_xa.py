@@ -122,3 +122,21 @@ def test_the_table_move_between_im5_and_im6_makes_the_pair_consistent():
         assert 2.0 < prepared.extraction.info["integral_mean_in_mask_mm"] < 4.0
     ignored, _ = _inconsistency([{}, {"correction_translation_mm": [0.0, 0.0, 0.0]}])
     assert ignored > 0.3
+
+
+@pytest.mark.slow
+def test_the_real_pair_reconstructs_end_to_end(tmp_path):
+    """``sdfcar reconstruct --view1 IM5 --view2 IM6`` as a user runs it: the grid placed on
+    the vessels, the table followed, self-calibrated, up to 4 trees. Measured (2026-12-03):
+    4 pieces, reprojection silhouette Dice 0.772 / 0.763, 133 s on 2 quiet cores. Issue 22
+    asks 0.8 and one connected tree; this holds what is reached."""
+    out = tmp_path / "rec"
+    assert main(["reconstruct", "--view1", str(REAL_XA / "IM5.dcm"), "--view2",
+                 str(REAL_XA / "IM6.dcm"), "--out", str(out), "--progress", "none"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["preset"] == "tubes" and run["inputs"]["xa"]["volume_placement"]["hull_box_mm"]
+    assert all(view["silhouette_dice"] > 0.7 for view in run["reprojection"])
+    assert 1 <= run["components"] <= 4
+    radii = [r for vessel in run["statistics"]["tubes"]["centrelines"]
+             for r in vessel["radii"]]
+    assert 0.3 <= min(radii) and max(radii) <= 3.0

@@ -74,9 +74,9 @@ class TubeSettings:
     #: Trees grown, each from one start tube; the one leaving the least unexplained wins.
     trees: int = 6
     #: Separate trees kept at most (step 6 of the module docstring; 1: the winning one).
-    #: At 4 (against 1), views from 0.4 mm trees: tubes lca0 / rca0 / lca1 Dice 0.461 /
-    #: 0.663 / 0.362 -> 0.546 / 0.756 / 0.390, sdf-tree 0.545 / 0.827 / 0.428 -> 0.635 /
-    #: 0.846 / 0.564; the real GE pair's reprojection 0.42 -> 0.77 (docs/benchmarks.md).
+    #: At 4 (against 1; views from 0.4 mm trees, mean Dice): tubes LCA / RCA 0.392 / 0.751
+    #: -> 0.448 / 0.784, sdf-tree 0.442 / 0.871 -> 0.488 / 0.898, lumens0 a little lower;
+    #: the real GE pair's reprojection 0.42 -> 0.77 (docs/benchmarks.md).
     max_trees: int = 4
     #: A further tree is kept when it explains this share of what the kept ones leave.
     min_tree_share: float = 0.05
