@@ -136,6 +136,7 @@ class SlicerSDFCARParameterNode:
     outputFolder: str  # empty: a folder under Slicer's temporary path
     rawXA: Annotated[bool, Default(True)]  # two XA DICOM files: the engine reads them
     automaticFrames: Annotated[bool, Default(False)]  # raw XA: the engine picks the frames
+    automaticVolume: Annotated[bool, Default(True)]  # raw XA: the engine places the grid
 
 
 class InstallationDeclined(RuntimeError):
@@ -572,7 +573,8 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
 
     def _xaCommand(self, parameters, files, folder: Path, overrides: list[str]) -> list[str]:
         """The engine reads the two XA files; the geometry fields the user changed (against
-        what it reads from the tags) and the grid go to ``--geometry``."""
+        what it reads from the tags) and the grid, unless the engine places it on the
+        vessels, go to ``--geometry``."""
         views = (parameters.view1, parameters.view2)
         edits = [edited_fields(self.viewSettings(view),
                                read_geometry(self.pythonExecutable(), path, view.frame).values)
@@ -581,7 +583,8 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         return xa_run_command(
             self.pythonExecutable(), files, frames, folder / CASE_FOLDER,
             folder / RECONSTRUCTION_FOLDER, edits,
-            volume_contract(parameters.volumeSize, parameters.voxelSpacing),
+            None if parameters.automaticVolume
+            else volume_contract(parameters.volumeSize, parameters.voxelSpacing),
             engine_preset(parameters.preset), parameters.device, parameters.iterations,
             parameters.seed, overrides)
 

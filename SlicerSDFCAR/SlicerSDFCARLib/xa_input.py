@@ -5,8 +5,9 @@ picked directly), the module does not write a case folder: it runs ``python -m s
 reconstruct --view1 A.dcm --view2 B.dcm`` (:func:`xa_run_command`), so frame choice, vessel
 extraction, geometry from the tags and the run record are the command line's. What the
 user changed in the geometry fields (compared with what ``sdfcar xa-geometry`` read from the
-tags) and the reconstruction grid go into ``case/geometry-overrides.json`` for
-``--geometry``; nothing else is overridden. The engine writes the 2D step (vessel mask and
+tags) and the reconstruction grid, when the user sets one, go into
+``case/geometry-overrides.json`` for ``--geometry``; nothing else is overridden. Without a
+grid the engine places one on the vessels, as the command line does. The engine writes the 2D step (vessel mask and
 line-integral proxy of each view) under ``reconstruction/views/``.
 """
 
@@ -42,20 +43,23 @@ def edited_fields(view: ViewSettings, from_tags: Mapping[str, Any]) -> dict[str,
 
 
 def write_overrides(case_dir: str | Path, views: Sequence[Mapping[str, Any]],
-                    volume: Mapping[str, Any]) -> Path:
-    """``case_dir/geometry-overrides.json``: per-view fields and the volume, as
-    ``sdfcar reconstruct --geometry`` reads them."""
+                    volume: Mapping[str, Any] | None) -> Path:
+    """``case_dir/geometry-overrides.json``: per-view fields and the volume (None: the
+    engine places the grid on the vessels), as ``sdfcar reconstruct --geometry`` reads
+    them."""
     case_dir = Path(case_dir)
     case_dir.mkdir(parents=True, exist_ok=True)
     path = case_dir / OVERRIDES_FILE
-    path.write_text(json.dumps({"views": [dict(v) for v in views], "volume": dict(volume)},
-                               indent=2) + "\n")
+    overrides: dict[str, Any] = {"views": [dict(v) for v in views]}
+    if volume is not None:
+        overrides["volume"] = dict(volume)
+    path.write_text(json.dumps(overrides, indent=2) + "\n")
     return path
 
 
 def xa_run_command(python: str, files: tuple[str | Path, str | Path],
                    frames: tuple[int, int] | None, case_dir: str | Path, out_dir: str | Path,
-                   edits: Sequence[Mapping[str, Any]], volume: Mapping[str, Any],
+                   edits: Sequence[Mapping[str, Any]], volume: Mapping[str, Any] | None,
                    preset: str | None = None, device: str = "auto", iterations: int = 0,
                    seed: int = 0, overrides: Sequence[str] = ()) -> list[str]:
     """Write the overrides file and return the command that reconstructs the two runs.

@@ -662,6 +662,11 @@ def test_xa_run_command_writes_the_overrides_the_cli_reads(tmp_path):
     overrides = load_geometry_overrides(args.geometry)
     assert overrides.views == ({}, {"primary_angle_deg": -31.0})
     assert overrides.volume.shape == (32, 32, 32)
+    placed = xa_run_command("python3", ("a.dcm", "b.dcm"), None, tmp_path / "placed",
+                            tmp_path / "rec", [{}, {}], None, **XA_FAST)
+    path = build_parser().parse_args(placed[3:]).geometry
+    assert "volume" not in json.loads(path.read_text())  # the engine places the grid
+    assert load_geometry_overrides(path).volume is None
     framed = xa_reconstruct_command("p", ("a", "b"), (2, 0), "o", geometry="g.json")
     assert build_parser().parse_args(framed[3:]).frame == [3, 1]
     with pytest.raises(ResultImportError, match="report.json: no frame number"):
@@ -694,11 +699,13 @@ def reference_volume(scene, stored, name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("volume", [XA_VOLUME, None], ids=["given grid", "placed grid"])
 def test_raw_xa_files_reconstruct_as_the_cli_and_show_the_2d_step(mrml, xa_pair_files,
-                                                                   tmp_path):
+                                                                   tmp_path, volume):
     """Two raw XA files -> the module's command -> its run folder -> a segmentation node
     whose label is the one ``sdfcar reconstruct --view1 --view2`` gives with the same
-    settings, and the 2D step's mask and line integral as volumes on the angiograms."""
+    settings (without a grid: the one a plain command line run places on the vessels), and
+    the 2D step's mask and line integral as volumes on the angiograms."""
     runs, files = xa_pair_files
     frames = (2, 3)
     edits = [edited_fields(ViewSettings(*[found.values[f] for f in FIELDS]), found.values)
@@ -707,7 +714,7 @@ def test_raw_xa_files_reconstruct_as_the_cli_and_show_the_2d_step(mrml, xa_pair_
     assert edits == [{}, {}]  # the fields as the tags filled them
     folder = tmp_path / "run"
     command = xa_run_command(sys.executable, files, frames, folder / "case",
-                             folder / "reconstruction", edits, XA_VOLUME, **XA_FAST)
+                             folder / "reconstruction", edits, volume, **XA_FAST)
     monitor = OutputMonitor()
     returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),
                        monitor, timeout_s=300)
@@ -715,11 +722,15 @@ def test_raw_xa_files_reconstruct_as_the_cli_and_show_the_2d_step(mrml, xa_pair_
     out = folder / "reconstruction"
 
     cli_out = tmp_path / "cli"
+    geometry = [] if volume is None else ["--geometry", str(folder / "case" / OVERRIDES_FILE)]
     assert main(["reconstruct", "--view1", str(files[0]), "--view2", str(files[1]),
-                 "--frame", "3", "4", "--geometry", str(folder / "case" / OVERRIDES_FILE),
+                 "--frame", "3", "4", *geometry,
                  "--preset", "voxel", "--iterations", "20", "--device", "cpu", "--seed", "0",
                  "--out", str(cli_out), "--progress", "none"]) == 0
     label, grid = read_volume(cli_out / "label.nii.gz")
+    placement = json.loads((out / "run.json").read_text())["inputs"]["xa"].get(
+        "volume_placement")
+    assert (placement is None) == (volume is not None)
     np.testing.assert_array_equal(read_volume(out / "label.nii.gz")[0], label)
 
     scene = mrml.vtkMRMLScene()
