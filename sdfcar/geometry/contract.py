@@ -19,6 +19,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +328,12 @@ class ViewGeometry:
     @property
     def projection_matrix(self) -> np.ndarray:
         """3x4 matrix ``P`` with ``P @ (x, y, z, 1) ~ (col, row, 1)`` in pixel units."""
+        return self._projection.copy()
+
+    @cached_property
+    def _projection(self) -> np.ndarray:
+        """:attr:`projection_matrix`, computed once: the tube tracer projects points some
+        10^5 times, and rebuilding the matrix took most of that time."""
         n_rows, n_cols = self.detector_shape
         dr, dc = self.detector_spacing_mm
         off_r, off_c = self.detector_offset_mm
@@ -346,7 +353,7 @@ class ViewGeometry:
         """Pinhole projection of LPS points ``(..., 3)`` to ``(..., 2)`` as (row, col)."""
         points = np.asarray(points, dtype=float)
         homogeneous = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
-        projected = homogeneous @ self.projection_matrix.T
+        projected = homogeneous @ self._projection.T
         col = projected[..., 0] / projected[..., 2]
         row = projected[..., 1] / projected[..., 2]
         return np.stack([row, col], axis=-1)

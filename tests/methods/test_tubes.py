@@ -222,8 +222,9 @@ def test_a_trial_tree_leaves_the_tracer_as_it_was():
     tracer.grow(find_start_tubes(views, GRID, 1)[0])
     second = find_start_tubes(views, GRID, 1)[0]  # in what the first tree leaves
     before = [view.residual.copy() for view in views], list(tracer.vessels)
-    left = tracer.trial(second)
+    left, grown = tracer.trial(second)
     assert left < tracer.unexplained()
     assert tracer.vessels == before[1]
+    assert len(grown.vessels) > len(before[1])  # the state with the trial tree, to keep
     for view, residual in zip(views, before[0]):
         np.testing.assert_array_equal(view.residual, residual)

@@ -232,8 +232,19 @@ def _fibonacci_sphere(count: int) -> np.ndarray:
                      np.cos(polar)], axis=1)
 
 
+@dataclass
+class _TracerState:
+    """A snapshot of a :class:`_Tracer`: each view's residuals, the vessels, their points."""
+
+    views: list[tuple[np.ndarray, np.ndarray]]
+    vessels: list[Segment]
+    points: np.ndarray
+    radii: np.ndarray
+    index: cKDTree | None
+
+
 class _Tracer:
-    """Grows one tree from a start tube, explaining the views away as it goes."""
+    """Grows trees from start tubes, explaining the views away as it goes."""
 
     def __init__(self, views: Sequence[_ViewData], grid: VolumeGrid, settings: TubeSettings
                  ) -> None:
@@ -352,17 +363,27 @@ class _Tracer:
         """Sum of absolute residuals over the views (mm * px)."""
         return float(sum(np.abs(view.residual).sum() for view in self.views))
 
-    def trial(self, start: TubeFit) -> float:
-        """What would be left unexplained with a tree grown from ``start``; the tracer and
-        its views are left as they were."""
-        saved = ([view.saved() for view in self.views], list(self.vessels), self._points,
-                 self._radii, self._index)
+    def state(self) -> _TracerState:
+        """A copy of what the tracer holds, to put back with :meth:`restore`."""
+        return _TracerState([view.saved() for view in self.views], list(self.vessels),
+                            self._points, self._radii, self._index)
+
+    def restore(self, state: _TracerState) -> None:
+        """Put back a :meth:`state` (each state once: the views go on from its arrays)."""
+        self.vessels, self._points, self._radii, self._index = (
+            state.vessels, state.points, state.radii, state.index)
+        for view, saved in zip(self.views, state.views):
+            view.restore(saved)
+
+    def trial(self, start: TubeFit) -> tuple[float, _TracerState]:
+        """What would be left unexplained with a tree grown from ``start``, and the tracer's
+        state with that tree (to :meth:`restore` if it is kept); the tracer is left as it
+        was."""
+        before = self.state()
         self.grow(start)
-        unexplained = self.unexplained()
-        views, self.vessels, self._points, self._radii, self._index = saved
-        for view, state in zip(self.views, views):
-            view.restore(state)
-        return unexplained
+        grown = self.unexplained(), self.state()
+        self.restore(before)
+        return grown
 
     def grow_branches(self, queue: list[Segment]) -> None:
         """Branches of the vessels in ``queue``, then of those branches, and so on."""
@@ -380,17 +401,24 @@ class _Tracer:
         wall, darkest first."""
         probes = np.asarray(BRANCH_PROBES_MM)
         max_cos = np.cos(np.radians(BRANCH_MIN_ANGLE_DEG))
-        found = []
+        pairs, samples = [], []
         for index in range(0, len(vessel.points), 2):
             point, radius = vessel.points[index], vessel.radii[index]
             axis = vessel.points[min(index + 1, len(vessel.points) - 1)] \
                 - vessel.points[max(index - 1, 0)]
             axis = axis / max(np.linalg.norm(axis), 1e-9)
-            for direction in directions[np.abs(directions @ axis) <= max_cos]:
-                samples = point + (radius + probes)[:, None] * direction
-                darkness = min(float(v.sample_smoothed(samples).mean()) for v in self.views)
-                if darkness >= self.settings.branch_threshold_mm:
-                    found.append((darkness, index, direction))
+            across = directions[np.abs(directions @ axis) <= max_cos]
+            pairs += [(index, direction) for direction in across]
+            samples.append(point + (radius + probes)[None, :, None] * across[:, None, :])
+        if not pairs:
+            return []
+        # every probe of every (point, direction) pair in one projection per view
+        samples = np.concatenate(samples)  # (pairs, probes, 3)
+        darkness = np.min([view.sample_smoothed(samples.reshape(-1, 3))
+                           .reshape(samples.shape[:2]).mean(axis=1) for view in self.views],
+                          axis=0)
+        found = [(float(dark), index, direction) for dark, (index, direction)
+                 in zip(darkness, pairs) if dark >= self.settings.branch_threshold_mm]
         found.sort(key=lambda item: -item[0])
         return [(index, direction) for _, index, direction in found]
 
@@ -437,55 +465,46 @@ def find_start_tubes(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -
 
 def trace_each(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings
                ) -> Iterator[tuple[TubeFit, TracedTree]]:
-    """Each start tube (best fitting first) and the tree grown from it in two line-integral
-    views (mm), with what that tree leaves unexplained; see the module docstring."""
+    """Each start tube of the first round (best fitting first) and the tree grown from it in
+    two line-integral views (mm), with what that tree leaves unexplained."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
+    tracer = _Tracer(views, geometry.volume, settings)
     starts = find_start_tubes(views, geometry.volume, settings.trees)
     for start in starts:
-        for view in views:
-            view.reset()
-        tracer = _Tracer(views, geometry.volume, settings)
-        tracer.grow(start)
-        yield start, TracedTree(tracer.vessels, tracer.unexplained(), len(starts))
+        unexplained, grown = tracer.trial(start)
+        yield start, TracedTree(grown.vessels, unexplained, len(starts))
 
 
 def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
                progress: Progress = silent) -> TracedTree:
-    """The tree of :func:`trace_each` that leaves the least integral unexplained, and up to
-    ``max_trees - 1`` further trees (step 6 of the module docstring)."""
-    best: tuple[TubeFit, TracedTree] | None = None
-    for done, (start, tree) in enumerate(trace_each(images, geometry, settings), start=1):
-        if best is None or tree.unexplained < best[1].unexplained:
-            best = start, tree
-        progress(Step("tracing", done, tree.trees_tried, "tree", tree.unexplained))
-    if best is None:
-        return TracedTree([], float("nan"), 0)
-    if settings.max_trees == 1:
-        return best[1]
-    return _more_trees(images, geometry, settings, best[0], best[1].trees_tried, progress)
-
-
-def _more_trees(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
-                first: TubeFit, tried: int, progress: Progress) -> TracedTree:
-    """The tree grown from ``first``, then each further tree that explains at least
-    ``min_tree_share`` of what the kept trees leave, best of ``trees`` start tubes found in
-    that remainder."""
+    """Up to ``max_trees`` trees in two line-integral views (mm), see the module docstring:
+    in each round, start tubes are found in what the kept trees leave, a tree is grown from
+    each, and the one leaving the least unexplained is kept; a later round's tree only when
+    it explains at least ``min_tree_share`` of what was left."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
     tracer = _Tracer(views, geometry.volume, settings)
-    tracer.grow(first)
-    kept = 1
+    kept = tried = 0
     while kept < settings.max_trees:
         left = tracer.unexplained()
         starts = find_start_tubes(views, geometry.volume, settings.trees)
-        trials = [(tracer.trial(start), index) for index, start in enumerate(starts)]
-        tried += len(trials)
-        if not trials or left - min(trials)[0] < settings.min_tree_share * left:
+        best: tuple[float, _TracerState] | None = None
+        for done, start in enumerate(starts, start=1):
+            grown = tracer.trial(start)
+            if best is None or grown[0] < best[0]:
+                best = grown
+            if not kept:
+                progress(Step("tracing", done, len(starts), "tree", grown[0]))
+        tried += len(starts)
+        if best is None or (kept and left - best[0] < settings.min_tree_share * left):
             break
-        tracer.grow(starts[min(trials)[1]])
+        tracer.restore(best[1])
         kept += 1
-        progress(Step("more trees", kept, settings.max_trees, "tree", tracer.unexplained()))
+        if kept > 1:
+            progress(Step("more trees", kept, settings.max_trees, "tree", best[0]))
+    if not kept:
+        return TracedTree([], float("nan"), 0)
     return TracedTree(tracer.vessels, tracer.unexplained(), tried, kept)
 
 
