@@ -18,3 +18,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise bad_input("--device", "CUDA was requested but torch sees no CUDA device")
     return torch.device(name)
+
+
+def cpu_workers() -> int:
+    """Processes a CPU-bound step (the tube tracer's trials) may use: torch's thread count,
+    which is the machine's cores unless set (the batch runner sets it per case)."""
+    return max(1, torch.get_num_threads())

@@ -213,6 +213,12 @@ def test_more_trees_trace_separate_vessels_and_stop_when_nothing_is_left():
     assert max(_traced_near(v, more.vessels) for v in vessels) < 0.5
     assert sum(v.parent is None for v in more.vessels) == 2
     assert more.unexplained < 0.5 * one.unexplained
+    forked = trace_tree(images, GEOMETRY, TubeSettings(trees=2, max_trees=4), workers=2)
+    assert forked.unexplained == more.unexplained  # the same tree in two processes
+    assert [v.name for v in forked.vessels] == [v.name for v in more.vessels]
+    for mine, theirs in zip(forked.vessels, more.vessels):
+        np.testing.assert_array_equal(mine.points, theirs.points)
+        assert mine.parent == theirs.parent
 
 
 def test_a_trial_tree_leaves_the_tracer_as_it_was():

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from sdfcar.device import cpu_workers
 from sdfcar.errors import bad_input
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.geometry.tubes import (Segment, centreline_record, tree_occupancy,
@@ -81,7 +82,8 @@ class TreeMethod:
         the occupancy and SDF of the refined tree, and the geometry it was refined in."""
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
-        traced = trace_tree(problem.measured, problem.geometry, settings.tracing, progress)
+        traced = trace_tree(problem.measured, problem.geometry, settings.tracing, progress,
+                            cpu_workers())
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")

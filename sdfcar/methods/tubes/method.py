@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from sdfcar.device import cpu_workers
 from sdfcar.errors import bad_input
 from sdfcar.geometry.tubes import centreline_record, tree_occupancy
 from sdfcar.methods.base import Problem, Reconstruction
@@ -34,7 +35,8 @@ class TubeMethod:
             prior: Reconstruction | None = None) -> Reconstruction:
         """Trace both views and voxelise the traced tree."""
         started = time.perf_counter()
-        traced = trace_tree(problem.measured, problem.geometry, settings, progress)
+        traced = trace_tree(problem.measured, problem.geometry, settings, progress,
+                            cpu_workers())
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                      "and that the views hold line integrals in mm)")

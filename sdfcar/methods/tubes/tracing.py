@@ -42,6 +42,7 @@ from scipy.spatial import cKDTree
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.physics.hull import noise_sigma
 from sdfcar.geometry.tubes import Segment
+from sdfcar.parallel import forked_map
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 from sdfcar.progress import Progress, Step, silent
 
@@ -439,22 +440,27 @@ class _Tracer:
         return [(parent.points[index], fit.radius), (fit.centre, fit.radius)] + path
 
 
-def find_start_tubes(views: Sequence[_ViewData], grid: VolumeGrid, count: int) -> list[TubeFit]:
+def find_start_tubes(views: Sequence[_ViewData], grid: VolumeGrid, count: int,
+                     workers: int = 1) -> list[TubeFit]:
     """Up to ``count`` start tubes, best fitting first: at the darkest points (in both views)
     of every other voxel centre, the direction out of 13 that fits best, kept when both
-    supports lie in :data:`START_SUPPORT`, and at least :data:`START_SPACING_MM` apart."""
+    supports lie in :data:`START_SUPPORT`, and at least :data:`START_SPACING_MM` apart.
+    The points are fitted in up to ``workers`` processes."""
     centres = grid.voxel_centers()[::2, ::2, ::2].reshape(-1, 3)
     darkness = np.min([view.sample_smoothed(centres) for view in views], axis=0)
     directions = _fibonacci_sphere(26)
     directions = directions[directions[:, 2] >= 0]
-    fits = []
-    for point_index in np.argsort(-darkness)[:START_CANDIDATES]:
-        radius = max(0.5, float(darkness[point_index]) / 2.5)
-        candidates = [fit_tube(views, centres[point_index], d, radius) for d in directions]
-        candidates = [f for f in candidates if f is not None
-                      and all(START_SUPPORT[0] <= s <= START_SUPPORT[1] for s in f.support)]
-        if candidates:
-            fits.append(min(candidates, key=lambda f: f.misfit))
+    candidates = np.argsort(-darkness)[:START_CANDIDATES]
+
+    def best_at(index: int) -> TubeFit | None:
+        point = candidates[index]
+        radius = max(0.5, float(darkness[point]) / 2.5)
+        fitted = [fit_tube(views, centres[point], d, radius) for d in directions]
+        fitted = [f for f in fitted if f is not None
+                  and all(START_SUPPORT[0] <= s <= START_SUPPORT[1] for s in f.support)]
+        return min(fitted, key=lambda f: f.misfit) if fitted else None
+
+    fits = [fit for fit in forked_map(best_at, len(candidates), workers) if fit is not None]
     fits.sort(key=lambda f: f.misfit)
     starts: list[TubeFit] = []
     for fit in fits:
@@ -477,21 +483,23 @@ def trace_each(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: T
 
 
 def trace_tree(images: Sequence[np.ndarray], geometry: CaseGeometry, settings: TubeSettings,
-               progress: Progress = silent) -> TracedTree:
+               progress: Progress = silent, workers: int = 1) -> TracedTree:
     """Up to ``max_trees`` trees in two line-integral views (mm), see the module docstring:
     in each round, start tubes are found in what the kept trees leave, a tree is grown from
     each, and the one leaving the least unexplained is kept; a later round's tree only when
-    it explains at least ``min_tree_share`` of what was left."""
+    it explains at least ``min_tree_share`` of what was left. The start-tube fits and the
+    trial trees run in up to ``workers`` processes (:func:`sdfcar.parallel.forked_map`):
+    the tree is the same for any number."""
     views = [_ViewData(DetectorRays(view), image)
              for view, image in zip(geometry.views, images)]
     tracer = _Tracer(views, geometry.volume, settings)
     kept = tried = 0
     while kept < settings.max_trees:
         left = tracer.unexplained()
-        starts = find_start_tubes(views, geometry.volume, settings.trees)
+        starts = find_start_tubes(views, geometry.volume, settings.trees, workers)
         best: tuple[float, _TracerState] | None = None
-        for done, start in enumerate(starts, start=1):
-            grown = tracer.trial(start)
+        trials = forked_map(lambda index: tracer.trial(starts[index]), len(starts), workers)
+        for done, grown in enumerate(trials, start=1):
             if best is None or grown[0] < best[0]:
                 best = grown
             if not kept:
