@@ -3,7 +3,7 @@
 Setup: N simulated left-coronary phantoms (seeds 0..N-1) on a 64^3 grid at 1.6 mm (the
 same 102 mm field as the reference 128^3 at 0.8 mm), projected into the two reference views
 with 128^2 detectors at 1.112 mm (the reference 512^2 x 0.278 mm panel, 4x coarser); the
-`default` preset for a few iterations, no ground truth (no scoring). For each concurrency k
+`field` preset (the former default) for a few iterations, no ground truth (no scoring). For each concurrency k
 a fresh local Ray instance gets --cpus CPUs and each case asks for cpus//k of them (so k
 tasks run at once, each with cpus//k torch threads, on the same cores); on CUDA each case
 also asks for 1/k of one GPU. k warm-up cases run first in the same instance (worker
@@ -56,7 +56,7 @@ def make_cases(folder: Path, count: int) -> list[dict[str, str]]:
 def measure(rows: list[dict[str, str]], work: Path, concurrency: int, cpus: int,
             device: str, iterations: int) -> dict:
     """One configuration in its own local Ray instance: warm-up, then the timed batch."""
-    config = build_config("default", iterations=iterations, device=device, seed=0)
+    config = build_config("field", iterations=iterations, device=device, seed=0)
     share = {"cpus_per_case": float(max(1, cpus // concurrency)),
              "gpus_per_case": 1.0 / concurrency if device == "cuda" else 0.0}
     with ray_session(num_cpus=cpus):
@@ -101,7 +101,7 @@ def main() -> None:
                    for k in args.concurrency]
     gpu = f", {torch.cuda.get_device_name(0)}" if args.device == "cuda" else ""
     print(f"Setup: {args.cases} lca phantom cases, 64^3 grid at 1.6 mm, two 128^2 views at "
-          f"1.112 mm (reference angles), preset default, {args.iterations} iterations, "
+          f"1.112 mm (reference angles), preset field, {args.iterations} iterations, "
           f"device {args.device}{gpu}; local Ray {ray.__version__} with {args.cpus} CPUs on "
           f"{platform.machine()} ({os.cpu_count()} cores), torch {torch.__version__}.\n")
     print(table(results))

@@ -109,11 +109,11 @@ class Cell:
 def quality_cells() -> list[Cell]:
     """The reference comparison: 6 phantoms, three presets, clean and 5 % noise (cheapest
     cells first, so a partial run already compares presets)."""
-    cells = [Cell("quality", kind, seed, "default") for kind, seed in PHANTOMS]
+    cells = [Cell("quality", kind, seed, "field") for kind, seed in PHANTOMS]
     cells.append(Cell("quality", "lca", 0, "sdfcar-paper", iterations=2, timing_only=True,
                       note="sdfcar-paper ran 2 iterations to measure its seconds per "
                            "iteration (dense: the full grid every iteration); no scores"))
-    cells += [Cell("quality", kind, seed, "default", noise=0.05) for kind, seed in PHANTOMS]
+    cells += [Cell("quality", kind, seed, "field", noise=0.05) for kind, seed in PHANTOMS]
     cells += [Cell("quality", kind, seed, "neca", iterations=100, overrides=("hull.mode=on",),
                    note="neca ran 100 iterations inside the visual hull (its dense 5000 "
                         "iterations take days on 2 CPU cores): its model and loss at our "
@@ -125,13 +125,13 @@ def quality_cells() -> list[Cell]:
 def robustness_cells() -> list[Cell]:
     """Where the method breaks: view separation, noise, C-arm geometry error and a phantom
     finer than the reconstruction grid."""
-    cells = [Cell("robustness", "lca", 0, "default", separation_deg=angle)
+    cells = [Cell("robustness", "lca", 0, "field", separation_deg=angle)
              for angle in (20, 30, 45, 60, 90)]
-    cells += [Cell("robustness", "lca", 0, "default", noise=level) for level in (0.02, 0.1)]
-    cells += [Cell("robustness", "lca", 0, "default", rotation_error_deg=angle)
+    cells += [Cell("robustness", "lca", 0, "field", noise=level) for level in (0.02, 0.1)]
+    cells += [Cell("robustness", "lca", 0, "field", rotation_error_deg=angle)
               for angle in (1, 2, 3)]
-    cells += [Cell("robustness", "lca", 0, "default", shift_mm=shift) for shift in (2, 5)]
-    cells += [Cell("robustness", kind, 0, "default", phantom_supersample=2)
+    cells += [Cell("robustness", "lca", 0, "field", shift_mm=shift) for shift in (2, 5)]
+    cells += [Cell("robustness", kind, 0, "field", phantom_supersample=2)
               for kind in ("lca", "rca")]
     return cells
 
@@ -232,7 +232,10 @@ def machine_description() -> str:
 
 
 def git_commit() -> str:
-    """Short hash of the checked-out commit (``unknown`` outside a git work tree)."""
+    """Short hash of the checked-out commit (outside a git work tree, such as the copy the
+    GPU machine gets: ``$SDFCAR_COMMIT``, else ``unknown``)."""
+    if os.environ.get("SDFCAR_COMMIT"):
+        return os.environ["SDFCAR_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -241,8 +244,9 @@ def git_commit() -> str:
 
 
 #: A cell timed while the 1-minute load average exceeded this (at its start or end) is
-#: marked ``under_load``: its seconds are not those of a quiet machine.
-LOAD_LIMIT = 1.5
+#: marked ``under_load``: its seconds are not those of a quiet machine (1.5 on 2 cores;
+#: three quarters of the cores on a larger machine, where a cell's own workers add load).
+LOAD_LIMIT = max(1.5, 0.75 * (os.cpu_count() or 2))
 #: Suites whose cells :mod:`realistic` runs (the rest run here).
 REALISTIC_SUITES = ("realistic", "robustness-matrix", "calibration")
 #: The preset name of the rows that score the truth's own partial-volume label (no fit).

@@ -126,7 +126,7 @@ def load_label(results: Path, name: str, shape: tuple[int, int, int]) -> np.ndar
 
 
 def showcase(results: Path, path: Path, kind: str = "lca", seed: int = 0,
-             presets: tuple[str, ...] = ("default", "neca")) -> Path | None:
+             presets: tuple[str, ...] = ("field", "neca")) -> Path | None:
     """Ground truth and each preset's label side by side (MIP along y), and both views:
     the simulated target and each preset's reprojection."""
     from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry
@@ -193,12 +193,12 @@ def write_report(results: Path, docs: Path) -> Path:
                   "**Read these scores with care.** The views are projected from each "
                   "phantom's label on the 0.8 mm grid the reconstruction uses (an inverse "
                   "crime: a binary voxel solution reproduces the data exactly). From the same "
-                  "trees voxelised at 0.4 mm the default preset scores far lower (robustness "
+                  "trees voxelised at 0.4 mm the field preset scores far lower (robustness "
                   "rows 'phantom voxelised 2x finer'); see docs/reconstruction-notes.md.", ""]
         lines += quality_table(quality) + [""]
         lines += _ratio(quality)
         lines += ["### Per phantom, noise-free", ""] + per_case_table(
-            quality, ("default", "neca")) + [""]
+            quality, ("field", "neca")) + [""]
         lines += [f"![quality]({box.relative_to(docs).as_posix()})", ""]
         shown = showcase(results, docs / "figures" / "showcase_lca0.png")
         if shown is not None:
@@ -209,7 +209,7 @@ def write_report(results: Path, docs: Path) -> Path:
         lines += [f"Notes: {note}" for note in sorted({r['cell']['note'] for r in quality
                                                        if r['cell']['note']})] + [""]
     if robustness:
-        lines += ["## Robustness (default preset)", "",
+        lines += ["## Robustness (field preset, the former default)", "",
                   "View separation: LAO/RAO pairs at +-separation/2 with no cranial tilt; "
                   "rotation error: added to view 2's primary angle given to the fit (not to the "
                   "simulation); isocenter shift: the tree is displaced along x in the "
@@ -227,14 +227,14 @@ def write_report(results: Path, docs: Path) -> Path:
 
 def _ratio(records: list[dict]) -> list[str]:
     paper = [r for r in records if r["cell"]["preset"] == "sdfcar-paper"]
-    ours = [r for r in records if r["cell"]["preset"] == "default" and r["cell"]["noise"] == 0]
+    ours = [r for r in records if r["cell"]["preset"] == "field" and r["cell"]["noise"] == 0]
     if not paper or not ours:
         return []
     paper_seconds = np.mean([r["seconds_to_solution"] for r in paper])
     our_seconds = np.mean([r["seconds_total"] for r in ours])
-    return [f"Time to solution, `sdfcar-paper` / `default`: {paper_seconds:.0f} s / "
+    return [f"Time to solution, `sdfcar-paper` / `field`: {paper_seconds:.0f} s / "
             f"{our_seconds:.1f} s = **{paper_seconds / our_seconds:.0f}x** (paper: measured "
-            "seconds per iteration x 5000 iterations; default: measured wall time per case, "
+            "seconds per iteration x 5000 iterations; field: measured wall time per case, "
             "simulation included).", ""]
 
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from tables import cell_value, summary
 
 COMMAND = ("python benchmarks/run.py realistic robustness-matrix "
-           "[--presets default,tubes] [--iterations neca=100] [--cases lca0] [--limit N]")
+           "[--presets sdf-tree,field] [--iterations neca=100] [--cases lca0] [--limit N]")
 #: Headline metrics: key, column title, larger is better (None: closest to 0 is best).
 HEADLINE = (("dice", "Dice", True), ("cldice", "clDice", True), ("ot_1mm", "Ot(1mm)", True),
             ("cl_precision_1mm", "CL prec 1mm", True), ("cl_recall_1mm", "CL rec 1mm", True),

@@ -1,5 +1,6 @@
-"""Where the tree method's quality and time come from: scores after tracing, after the
-global refinement and after each topology round, with each stage's wall time.
+"""Where the tree method's quality and time come from: scores after tracing (and joining
+further trees to the first), after the global refinement and after each topology round,
+with each stage's wall time.
 
 Views are simulated from each phantom voxelised at 0.4 mm (no inverse crime), noise-free,
 at the reference geometry (two 512^2 views); scores are against the phantom's 0.8 mm label
@@ -25,11 +26,14 @@ sys.path.insert(0, str(ROOT))  # this checkout's sdfcar, not an installed one
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy import ndimage  # noqa: E402
 
 from sdfcar.centerlines import Centerlines, from_polylines  # noqa: E402
 from sdfcar.config import ReconstructionConfig, build_config  # noqa: E402
+from sdfcar.device import cpu_workers  # noqa: E402
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry  # noqa: E402
 from sdfcar.geometry.tubes import Segment, rasterize_segments  # noqa: E402
+from sdfcar.methods.tree.bridges import join  # noqa: E402
 from sdfcar.methods.tree.method import refit, repair  # noqa: E402
 from sdfcar.methods.tubes.tracing import trace_tree  # noqa: E402
 from sdfcar.metrics import centerline_scores, cldice, dice  # noqa: E402
@@ -45,10 +49,11 @@ HEADER = """## Hybrid SDF tube tree (`sdf-tree`): what each stage adds
 
 Views simulated from each phantom voxelised at 0.4 mm (2x finer than the 0.8 mm grid: no
 inverse crime), noise-free, reference geometry, two 512^2 views. Scores after tracing (the
-`tubes` tracer), after the global refinement, and after each topology round (prune,
-re-trace the residual, refine: `tree.rounds`), against the 0.8 mm label (Dice, clDice)
-and the true centrelines (recall and precision at 1 mm, median radius error of the
-model's centrelines). Stage seconds include the scoring-free work of that stage only.
+`tubes` tracer, further trees joined to the first: `tree.join_mm`), after the global
+refinement, and after each topology round (prune, re-trace the residual, refine:
+`tree.rounds`), against the 0.8 mm label (Dice, clDice, pieces: its 26-connected
+components) and the true centrelines (recall and precision at 1 mm, median radius error of
+the model's centrelines). Stage seconds include the scoring-free work of that stage only.
 
 """
 
@@ -57,9 +62,10 @@ def scores(vessels: list[Segment], label: np.ndarray, truth, grid) -> dict[str, 
     """Dice and clDice of the voxelised vessels, centreline recall/precision, radius error."""
     predicted = rasterize_segments(vessels, grid, supersample=2) >= 0.5
     lines = centerline_scores(from_polylines([(v.points, v.radii) for v in vessels]), truth)
+    pieces = ndimage.label(predicted, structure=np.ones((3, 3, 3)))[1]
     return {"dice": dice(predicted, label), "cldice": cldice(predicted, label)[0],
             "recall": lines["cl_recall_1mm"], "precision": lines["cl_precision_1mm"],
-            "radius": lines["radius_error_mm"], "vessels": len(vessels)}
+            "radius": lines["radius_error_mm"], "vessels": len(vessels), "pieces": pieces}
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,10 @@ def run_case(name: str, trees: int, rounds: int, overrides: list[str]
         problem, settings, grid = case.problem, case.config.tree, case.geometry.volume
         label, truth = case.label, case.truth
         clock = time.perf_counter()
-        vessels = trace_tree(problem.measured, case.geometry, settings.tracing, silent).vessels
+        vessels = trace_tree(problem.measured, case.geometry, settings.tracing, silent,
+                             cpu_workers()).vessels
+        vessels = join(vessels, problem.measured, case.geometry, settings.join_mm,
+                       settings.tracing.branch_threshold_mm, settings.tracing.step_mm)
         rows.append(("traced", scores(vessels, label, truth, grid), time.perf_counter() - clock))
         clock = time.perf_counter()
         vessels, _, _ = refit(problem, settings, vessels, True, silent)
@@ -142,12 +151,13 @@ def main() -> None:
     args = parser.parse_args()
     load = [os.getloadavg()[0]]
     lines = ["| case | stage | Dice | clDice | cl recall 1 mm | cl precision 1 mm | "
-             "radius error (mm) | vessels | stage s |", "|---|---|---|---|---|---|---|---|---|"]
+             "radius error (mm) | vessels | pieces | stage s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in args.cases.split(","):
         for stage, s, seconds in run_case(name, args.trees, args.rounds, args.set):
             lines.append(f"| {name} | {stage} | {s['dice']:.3f} | {s['cldice']:.3f} | "
                          f"{s['recall']:.3f} | {s['precision']:.3f} | {s['radius']:.3f} | "
-                         f"{s['vessels']} | {seconds:.1f} |")
+                         f"{s['vessels']} | {s['pieces']} | {seconds:.1f} |")
             print(lines[-1], flush=True)
     load.append(os.getloadavg()[0])
     write_table(args.out, HEADER, lines,

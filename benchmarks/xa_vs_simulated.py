@@ -14,7 +14,7 @@ Writes benchmarks/results/xa_vs_simulated.md (appended to
 docs/benchmarks.md by `python benchmarks/run.py --report-only`).
 
 Usage: python benchmarks/xa_vs_simulated.py [--cases lca:0 rca:0] [--detector 512]
-           [--volume 128] [--iterations N] [--frames 24] [--presets default tubes]
+           [--volume 128] [--iterations N] [--frames 24] [--presets field tubes]
            [--phantom-supersample 2] [--device auto]
            [--out benchmarks/results/xa_vs_simulated.md]
 """
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None,
                         help="field iterations (default: the preset's)")
     parser.add_argument("--frames", type=int, default=24, help="frames per cine run")
-    parser.add_argument("--presets", nargs="+", default=["default", "tubes"])
+    parser.add_argument("--presets", nargs="+", default=["field", "tubes"])
     parser.add_argument("--phantom-supersample", type=int, default=2,
                         help="simulate from the phantom voxelised this many times finer "
                              "(1: on the reconstruction grid itself, the inverse crime)")

@@ -4,9 +4,10 @@ overlay of "View N vessel mask") and the reconstructed centrelines coloured by r
 markups curves in the 3D view), seen along view 1's beam.
 
 Two XA DICOM runs go through ``sdfcar reconstruct --view1 --view2`` (the command the module
-runs; default preset for DICOM, ``tubes``), then the figure is drawn from the output
-folder. Without ``--view1/--view2`` a synthetic lca0 pair (``sdfcar.synthetic.xa``, 512^2,
-12-bit LIN, 24 frames) is written to a temporary folder first.
+runs, with the default preset, ``sdf-tree``; the committed figure was made with ``tubes``, the
+XA default then), then the figure is drawn from the output folder. Without
+``--view1/--view2`` a synthetic lca0 pair (``sdfcar.synthetic.xa``, 512^2, 12-bit LIN, 24
+frames) is written to a temporary folder first.
 
     python benchmarks/xa_workflow_figure.py [--view1 A.dcm --view2 B.dcm] [--set KEY=VALUE]
         [--out docs/figures/xa_workflow.png]

@@ -29,7 +29,12 @@ from sdfcar.methods.tubes.tracing import TubeSettings
 from sdfcar.methods.voxel import VoxelSettings
 from sdfcar.pipeline.connect import MODES as CONNECTIVITY_MODES
 
-PRESETS = ("default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("sdf-tree", "tubes", "field", "voxel", "neca", "sdfcar-paper")
+#: The preset when the user names none: the hybrid SDF tube tree, which leads every kind of
+#: the realistic suite (docs/benchmarks.md) ...
+DEFAULT_PRESET = "sdf-tree"
+#: ... except for binary silhouettes, which the tracer cannot fit: the voxel-prior field.
+MASK_PRESET = "field"
 #: Target modes (``target``): what the views hold.
 TARGETS = ("auto", "integral", "mask")
 #: Methods (``method``, ``prior``) and the priors each accepts.
@@ -121,7 +126,8 @@ class CalibrationSettings:
 class ReconstructionConfig:
     """Everything that defines a reconstruction run; presets fill it, the CLI overrides it."""
 
-    preset: str = "default"
+    #: The preset it was built from (:func:`build_config` sets it; "none" when built bare).
+    preset: str = "none"
     #: The method that runs (see :data:`METHOD_PRIORS`) ...
     method: str = "field"
     #: ... and the method whose result it is pulled towards ("none": no prior).
@@ -150,6 +156,12 @@ class ReconstructionConfig:
     def settings_of(self, method: str) -> Any:
         """The settings section of ``method``."""
         return getattr(self, method)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the run keeps an unknown for every voxel of the grid (the voxel or field
+        method with the hull off): what :func:`sdfcar.io.limits.check_memory` sizes."""
+        return self.method in ("voxel", "field") and self.hull.mode == "off"
 
     def to_dict(self) -> dict[str, Any]:
         """Nested JSON-ready mapping."""
@@ -212,8 +224,10 @@ def _check(settings: Any, where: str = "") -> None:
 def load_preset(name: str) -> dict[str, Any]:
     """The JSON mapping of a named preset."""
     if name not in PRESETS:
-        raise bad_input("--preset",
-                        f"unknown preset {name!r} (expected one of {', '.join(PRESETS)})")
+        former = " ('default' is now 'sdf-tree'; the former default is 'field')" \
+            if name == "default" else ""
+        raise bad_input("--preset", f"unknown preset {name!r} (expected one of "
+                                    f"{', '.join(PRESETS)}){former}")
     text = resources.files("sdfcar.presets").joinpath(f"{name}.json").read_text()
     return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
 
@@ -236,7 +250,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     target[parts[-1]] = value
 
 
-def build_config(preset: str = "default", overrides: list[str] | tuple[str, ...] = (),
+def build_config(preset: str = DEFAULT_PRESET, overrides: list[str] | tuple[str, ...] = (),
                  iterations: int | None = None, **settings: Any) -> ReconstructionConfig:
     """A validated config from a preset, ``--set`` style overrides and top-level keyword
     settings (keywords whose value is None are ignored, so CLI options can pass through).

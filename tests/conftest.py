@@ -82,7 +82,7 @@ def make_result(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), empty=False):
     reprojections = [t + rng.normal(0, 0.2, t.shape).astype(np.float32) for t in targets]
     config = ReconstructionConfig()
     record = RunRecord(
-        preset="default", method="field", prior="voxel", seed=0, device="cpu",
+        preset="field", method="field", prior="voxel", seed=0, device="cpu",
         target="integral", silhouettes="thresholded", config=config.to_dict(), inputs={},
         vessel_voxels=np.int64(label.sum()), components=1, components_before_postprocess=1,
         tree={}, reprojection=[], seconds={"method": 1.0},

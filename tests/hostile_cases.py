@@ -44,8 +44,9 @@ REAL_XA = REPOSITORY.parent / "shared" / "real-xa"
 GRID = VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5))
 VIEWS = (ViewGeometry(30, 0, 1000, 750, (64, 64), (1.0, 1.0)),
          ViewGeometry(0, 30, 1000, 750, (64, 64), (1.0, 1.0)))
-FAST = ["--iterations", "2", "--set", "voxel.iterations=2", "--device", "cpu",
-        "--progress", "none"]
+#: The field preset with few iterations (the default, sdf-tree, has no --iterations).
+FAST = ["--preset", "field", "--iterations", "2", "--set", "voxel.iterations=2", "--device",
+        "cpu", "--progress", "none"]
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 TIMEOUT_S = 240
@@ -279,7 +280,7 @@ def output_case(out: Callable[[Path, Path], Path], command: str = "reconstruct",
             "phantom": ["phantom", "--out", str(target), "--shape", "32", "32", "32"],
             "extract-vessels": ["extract-vessels", str(case / "view1.nii.gz"), "--out",
                                 str(target)],
-            "demo": ["demo", "--out", str(target), *FAST[:4], "--device", "cpu"],
+            "demo": ["demo", "--out", str(target), *FAST[:6], "--device", "cpu"],
         }[command]
         return [*arguments, *flag], [work]
     return setup
@@ -324,7 +325,7 @@ def manifest_case(rows: list[dict[str, str]] | str, suffix: str = ".csv",
                                                  for k in keys) for row in rows]
             manifest.write_text("\n".join(lines) + "\n")
         return (["batch", str(manifest), "--out", str(work / out), "--num-cpus", "1",
-                 "--progress", "none", *FAST[:4], "--overwrite"], [case, manifest])
+                 "--progress", "none", *FAST[:6], "--overwrite"], [case, manifest])
     return setup
 
 
@@ -339,8 +340,9 @@ def option_case(*extra: str) -> Setup:
 def long_reconstruction(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
     """A reconstruction that runs for hours, reporting progress."""
     case = _copy(materials, work, "case")
-    return (["reconstruct", str(case), "--out", str(work / "rec"), "--iterations", "100000",
-             "--set", "voxel.iterations=2", "--device", "cpu", "--progress", "lines"], [case])
+    return (["reconstruct", str(case), "--out", str(work / "rec"), *FAST[:2],
+             "--iterations", "100000", "--set", "voxel.iterations=2", "--device", "cpu",
+             "--progress", "lines"], [case])
 
 
 def long_batch(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
@@ -349,7 +351,8 @@ def long_batch(materials: Path, work: Path) -> tuple[list[str], list[Path]]:
     manifest = work / "manifest.csv"
     manifest.write_text(f"case,case_dir\na,{case}\nb,{case}\n")
     return (["batch", str(manifest), "--out", str(work / "out"), "--num-cpus", "1",
-             "--progress", "none", "--iterations", "100000", "--set", "voxel.iterations=2"],
+             "--progress", "none", *FAST[:2], "--iterations", "100000", "--set",
+             "voxel.iterations=2"],
             [case, manifest])
 
 
@@ -361,7 +364,7 @@ def reconstruction_rerun(work: Path) -> list[str]:
 def batch_resumed(work: Path) -> list[str]:
     """The killed batch resumed, short."""
     return ["batch", str(work / "manifest.csv"), "--out", str(work / "out"), "--num-cpus",
-            "1", "--progress", "none", *FAST[:4], "--resume"]
+            "1", "--progress", "none", *FAST[:6], "--resume"]
 
 
 def request_case(request: dict, link: bool = False) -> Setup:

@@ -17,18 +17,18 @@ from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry  # noqa: E402
 
 
 def test_realistic_suite_covers_kinds_conditions_and_every_preset(monkeypatch):
-    monkeypatch.setattr("sdfcar.config.PRESETS", ("default", "tubes", "sdf-tree"))
+    monkeypatch.setattr("sdfcar.config.PRESETS", ("field", "tubes", "sdf-tree"))
     cells = realistic.realistic_cells(iterations={"tubes": 7})
     names = [cell.name for cell in cells]
     assert len(names) == len(set(names))
     cases = {cell.case for cell in cells}
     assert {f"lca{s}" for s in range(4)} | {f"rca{s}" for s in range(4)} | {"lumens0"} == cases
-    assert {cell.preset for cell in cells} == {"default", "tubes", "sdf-tree", "ceiling"}
+    assert {cell.preset for cell in cells} == {"field", "tubes", "sdf-tree", "ceiling"}
     assert sum(cell.preset == "ceiling" for cell in cells) == len(cases)
     assert all(cell.phantom_supersample == 2 for cell in cells)
     assert "realistic_rca3_tubes_poisson1700_fine2_it7" in names
     assert "realistic_lumens0_sdf-tree_xa_fine2" in names
-    assert "realistic_lca0_default_noise0.05_fine2" in names
+    assert "realistic_lca0_field_noise0.05_fine2" in names
     reduced = next(cell for cell in cells if cell.iterations == 7)
     assert "extrapolated" in reduced.note
 

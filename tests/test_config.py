@@ -3,13 +3,14 @@
 
 import pytest
 
-from sdfcar.config import PRESETS, build_config
+from sdfcar.config import DEFAULT_PRESET, PRESETS, build_config
 from sdfcar.errors import InputError
 
 
 
 def test_presets_load_and_every_field_can_be_overridden():
-    assert set(PRESETS) == {"default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes"}
+    assert set(PRESETS) == {"sdf-tree", "tubes", "field", "voxel", "neca", "sdfcar-paper"}
+    assert build_config().method == "tree" and build_config().preset == DEFAULT_PRESET
     tubes = build_config("tubes", ["tubes.trees=2"])
     assert (tubes.method, tubes.tubes.trees, tubes.tubes.step_mm) == ("tubes", 2, 0.8)
     paper = build_config("sdfcar-paper").field
@@ -20,9 +21,9 @@ def test_presets_load_and_every_field_can_be_overridden():
     neca = build_config("neca")
     assert neca.field.network.mode == "occupancy" and neca.field.loss.sdf2d == 0
     assert neca.hull.mode == "off" and neca.prior == "none"
-    default = build_config("default")
-    assert (default.method, default.prior, default.voxel.iterations) == ("field", "voxel", 3000)
-    custom = build_config("default", ["field.network.levels=4", "field.loss.eikonal=0.5",
+    field = build_config("field")
+    assert (field.method, field.prior, field.voxel.iterations) == ("field", "voxel", 3000)
+    custom = build_config("field", ["field.network.levels=4", "field.loss.eikonal=0.5",
                                       "hull.mode=off"], iterations=7)
     assert (custom.field.network.levels, custom.field.loss.eikonal, custom.hull.mode,
             custom.field.iterations) == (4, 0.5, "off", 7)
@@ -40,4 +41,10 @@ def test_presets_load_and_every_field_can_be_overridden():
 ])
 def test_bad_overrides_name_the_setting(overrides, message):
     with pytest.raises(InputError, match=message):
-        build_config("default", overrides)
+        build_config("field", overrides)
+
+
+def test_the_former_default_preset_name_says_what_it_became():
+    with pytest.raises(InputError, match="'default' is now 'sdf-tree'; the former default is "
+                                         "'field'"):
+        build_config("default")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 #: Presets and devices the command line accepts (the module offers them before ``sdfcar``
 #: is installed; the tests check they match ``sdfcar.config.PRESETS`` and the CLI).
-PRESETS = ("default", "sdf-tree", "voxel", "neca", "sdfcar-paper", "tubes")
+PRESETS = ("sdf-tree", "tubes", "field", "voxel", "neca", "sdfcar-paper")
 DEVICES = ("auto", "cpu", "cuda")
 #: The module's own preset choice: no ``--preset``, so the engine picks the preset of the
-#: input as the command line does (``tubes`` for two XA runs, ``default`` for a case folder).
+#: input as the command line does (``sdf-tree``; ``field`` for a case of binary silhouettes).
 AUTOMATIC_PRESET = "automatic"
 PRESET_CHOICES = (AUTOMATIC_PRESET, *PRESETS)
 
@@ -40,7 +40,7 @@ def _settings(preset: str | None, device: str, iterations: int, seed: int,
 
 
 def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
-                        preset: str | None = "default", device: str = "auto",
+                        preset: str | None = None, device: str = "auto",
                         iterations: int = 0, seed: int = 0,
                         overrides: Sequence[str] = ()) -> list[str]:
     """``python -m sdfcar reconstruct CASE --out OUT ... --progress lines``.

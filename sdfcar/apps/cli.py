@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 from sdfcar import __version__
-from sdfcar.config import PRESETS, TARGETS, ConfigRequest
+from sdfcar.config import DEFAULT_PRESET, MASK_PRESET, PRESETS, TARGETS, ConfigRequest
 from sdfcar.device import DEVICE_CHOICES, resolve_device
 from sdfcar.errors import EXIT_BAD_INPUT, InputError, error_line
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry, VolumeGrid
@@ -27,7 +27,6 @@ from sdfcar.io.images import read_view, read_volume, write_volume
 from sdfcar.io.limits import check_memory
 from sdfcar.metrics import evaluate
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
-from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
 from sdfcar.progress import MODES as PROGRESS_MODES
 from sdfcar.progress import reporter
 from sdfcar.synthetic.simulate import DEFAULT_MASK_THRESHOLD_MM, NoiseModel, simulate_case
@@ -73,7 +72,8 @@ def _grid_from(args: argparse.Namespace) -> VolumeGrid:
 
 def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} "
-                        f"(default: default; {XA_PRESET} for DICOM XA input)")
+                        f"(default: {DEFAULT_PRESET}; {MASK_PRESET} for a case of binary "
+                        "silhouettes)")
     parser.add_argument("--device", default=None, help=f"one of {DEVICE_CHOICES} (default auto)")
     parser.add_argument("--seed", type=int, default=None, help="optimisation seed (default 0)")
     parser.add_argument("--iterations", type=int, default=None,
@@ -295,10 +295,13 @@ def run_reconstruct(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     xa_input = _xa_input(args)
-    config = _request(args, target=args.target).build(XA_PRESET if xa_input else CASE_PRESET)
+    request = _request(args, target=args.target)
+    # An XA pair's default does not depend on its runs: bad settings fail before the 2D step.
+    config = request.build(DEFAULT_PRESET) if xa_input else None
     check_target(args.out, args.overwrite, (args.case_dir, args.view1, args.view2, args.mask1,
                                             args.mask2, args.geometry), folder=True)
     inputs = _prepare_pair(args) if xa_input else from_case_dir(args.case_dir)
+    config = config or request.build(inputs.default_preset)
     result = run(inputs, config, reporter("none" if args.quiet else args.progress),
                  args.output_spacing)
     write_outputs(args.out, result, args.overwrite, started=started)
@@ -372,7 +375,7 @@ def run_demo(args: argparse.Namespace) -> None:
     from sdfcar.synthetic.phantom import label_volume
 
     started = time.perf_counter()
-    config = _request(args).build(CASE_PRESET)
+    config = _request(args).build(DEFAULT_PRESET)
     check_target(args.out, args.overwrite, folder=True)
     geometry = CaseGeometry(REFERENCE_VIEWS)
     label = label_volume(args.kind, args.phantom_seed, geometry.volume)

@@ -11,7 +11,7 @@ its progress as :class:`~sdfcar.progress.Step` values, and returns occupancy on 
 (plus its own signed distance where it has one) and its statistics. Tree selection, the
 label's signed distance, reprojections and the output files belong to the pipeline
 (:mod:`sdfcar.pipeline`), shared by every method. A method may take another's
-:class:`Reconstruction` as its ``prior`` (the preset says which; ``default``: the field
+:class:`Reconstruction` as its ``prior`` (the preset says which; ``field``: the field
 pulled towards the voxel fit). :mod:`sdfcar.methods.catalogue` lists the methods by name.
 """
 

@@ -11,13 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from sdfcar.config import DEFAULT_PRESET, MASK_PRESET
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.case import load_case
-
-#: Preset of case folders and arrays (line integrals or binary silhouettes).
-CASE_PRESET = "default"
-#: Preset of DICOM XA pairs: real angiograms carry noise the voxel method cannot absorb.
-XA_PRESET = "tubes"
+from sdfcar.pipeline.problem import resolve_target
 
 
 @dataclass(frozen=True)
@@ -40,8 +37,11 @@ class Inputs:
 
     @property
     def default_preset(self) -> str:
-        """The preset used when the user names none."""
-        return XA_PRESET if self.kind == "xa" else CASE_PRESET
+        """The preset used when the user names none: :data:`~sdfcar.config.DEFAULT_PRESET`,
+        or :data:`~sdfcar.config.MASK_PRESET` for views that are binary silhouettes (an XA
+        pair's views are line-integral proxies, even from the user's masks)."""
+        binary = self.kind != "xa" and resolve_target("auto", self.views) == "mask"
+        return MASK_PRESET if binary else DEFAULT_PRESET
 
     def write_extra(self, folder: Path) -> None:
         """Write the input's own outputs into the staging ``folder`` (XA: ``views/``)."""

@@ -114,8 +114,7 @@ class Fitted:
 def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Fitted:
     """First stage: the problem of ``inputs`` and the methods' reconstruction of it."""
     started = time.perf_counter()
-    check_memory(inputs.geometry, "geometry",
-                 dense=config.method not in ("tubes", "tree") and config.hull.mode == "off")
+    check_memory(inputs.geometry, "geometry", dense=config.dense)
     device = resolve_device(config.device)
     with deterministic():
         problem, views = build_problem(inputs.views, inputs.geometry, inputs.masks, config,

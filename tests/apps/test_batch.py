@@ -24,8 +24,8 @@ from sdfcar.io.guard import MARKER  # noqa: E402
 
 OUTPUT_FILES = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentation.seg.nrrd",
                 "mesh.vtk", "report.png", "run.json", MARKER}
-FAST = ["--iterations", "3", "--set", "voxel.iterations=20", "--device", "cpu",
-        "--progress", "none"]
+FAST = ["--preset", "field", "--iterations", "3", "--set", "voxel.iterations=20", "--device",
+        "cpu", "--progress", "none"]
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ BUNDLE_OUTPUTS = {"label.nii.gz", "sdf.nii.gz", "occupancy.nii.gz", "segmentatio
 ITERATIONS, SEED = 5, 2
 OVERRIDES = ["field.network.output_gain=20", "field.network.output_bias=0",
              "voxel.iterations=20"]
-SETTINGS = {"device": "cpu", "iterations": ITERATIONS, "seed": SEED, "overrides": OVERRIDES}
+SETTINGS = {"preset": "field", "device": "cpu", "iterations": ITERATIONS, "seed": SEED,
+            "overrides": OVERRIDES}
 
 
 def bundle_command(**keys) -> list[str]:
@@ -78,8 +79,8 @@ def reference(small_case_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "rec"
     sets = [arg for item in OVERRIDES for arg in ("--set", item)]
     assert sdfcar_main(["reconstruct", str(small_case_dir), "--out", str(out), "--device", "cpu",
-                        "--iterations", str(ITERATIONS), "--seed", str(SEED), *sets,
-                        "--quiet"]) == 0
+                        "--preset", "field", "--iterations", str(ITERATIONS), "--seed",
+                        str(SEED), *sets, "--quiet"]) == 0
     return out
 
 
@@ -143,7 +144,7 @@ def fitted(arc_case):
     occupancy[16:21, 16:21, 16:18] = 0.9  # 50 voxels: the tree
     occupancy[16:21, 16:21, 19:21] = 0.9  # 50 voxels one empty voxel away: a fragment
     occupancy[0, 40, 0] = 0.9  # a speck
-    config = build_config("default", ["voxel.iterations=2"], iterations=1, device="cpu")
+    config = build_config("field", ["voxel.iterations=2"], iterations=1, device="cpu")
     first = fit(from_arrays(arc_case[1], SMALL_GEOMETRY), config)
     first.reconstruction = Reconstruction(occupancy)
     return first
@@ -305,9 +306,9 @@ def test_flags_accept_command_line_text(value, expected):
 
 
 def test_overrides_may_be_one_text_or_a_list():
-    one = bundle_config(overrides="field.loss.eikonal=0.5").build("default")
+    one = bundle_config(overrides="field.loss.eikonal=0.5").build("field")
     assert one.field.loss.eikonal == 0.5
-    two = bundle_config(overrides=["field.loss.eikonal=0.5", "field.alpha=2"]).build("default")
+    two = bundle_config(overrides=["field.loss.eikonal=0.5", "field.alpha=2"]).build("field")
     assert two.field.alpha == 2.0
     assert bundle_config(preset="").build("tubes").preset == "tubes"  # the input's default
     with pytest.raises(InputError, match="overrides"):

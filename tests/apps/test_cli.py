@@ -40,7 +40,8 @@ def test_phantom_refuses_to_overwrite_and_rejects_bad_grids(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_writes_ground_truth_and_case(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--device", "cpu", "--iterations", "3"]) == 0
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--preset", "field",
+                 "--iterations", "3"]) == 0
     case = load_case(out / "case")
     assert case.geometry.views == REFERENCE_VIEWS
     assert all(image.max() > 2.0 for image in case.views)

@@ -23,8 +23,8 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     label, views = arc_case
     case_dir = _write_case(tmp_path, views)
     out = tmp_path / "out"
-    assert main(["reconstruct", str(case_dir), "--out", str(out), "--iterations", "10",
-                 "--device", "cpu", "--progress", "lines", "--set", "seed=3",
+    assert main(["reconstruct", str(case_dir), "--out", str(out), "--preset", "field",
+                 "--iterations", "10", "--device", "cpu", "--progress", "lines", "--set", "seed=3",
                  "--set", "voxel.iterations=20"]) == 0
     progress = [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("PROGRESS")]
@@ -41,7 +41,7 @@ def test_cli_reconstruct_writes_all_outputs_with_geometry(tmp_path, arc_case, ca
     run = json.loads((out / "run.json").read_text())
     field = run["statistics"]["field"]
     assert field["iterations"] == 10 and run["seed"] == 3 and run["device"] == "cpu"
-    assert run["preset"] == "default" and len(field["loss_curve"]) == 10
+    assert run["preset"] == "field" and len(field["loss_curve"]) == 10
     assert run["seconds"]["total"] >= run["seconds"]["method"] > 0
     assert len(run["reprojection"]) == 2 and run["config"]["field"]["network"]["levels"] == 8
     assert run["inputs"] == {"case_dir": str(case_dir)}
@@ -66,6 +66,16 @@ def test_cli_reconstruct_rejectsbad_views(tmp_path, arc_case, capsys, kind, mess
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_reconstruct_of_binary_silhouettes_defaults_to_the_field_preset(tmp_path, arc_case):
+    """The default preset's tracer fits line integrals; a case of masks gets the field."""
+    case_dir = _write_case(tmp_path, [(view > 0.05).astype(np.float32) for view in arc_case[1]])
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(case_dir), "--out", str(out), "--iterations", "2",
+                 "--set", "voxel.iterations=5", "--device", "cpu", "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["preset"], run["method"], run["target"]) == ("field", "field", "mask")
 
 
 def test_cli_reconstruct_refuses_existing_or_unwritable_out_and_unknown_preset(

@@ -25,7 +25,7 @@ from sdfcar.synthetic.xa import save_dataset
 
 from conftest import SMALL_GEOMETRY, SMALL_GRID, SMALL_VIEWS, xa_pair
 
-FAST = ["--device", "cpu", "--quiet", "--preset", "default", "--iterations", "60", "--set",
+FAST = ["--device", "cpu", "--quiet", "--preset", "field", "--iterations", "60", "--set",
         "voxel.iterations=400"]
 
 
@@ -81,26 +81,24 @@ def test_xa_pair_reconstructs_with_frames_geometry_and_views_saved(xa12, arc_cas
 
 
 @pytest.mark.slow
-def test_xa_pair_uses_the_tubes_preset_by_default(xa12, arc_case, tmp_path):
+def test_xa_pair_uses_the_sdf_tree_preset_by_default(xa12, arc_case, tmp_path):
     label = arc_case[0]
     _, (view1, view2), overrides = xa12
     out = tmp_path / "out"
+    small = ["tree.tracing.trees=2", "tree.rounds=0"]
     assert main(["reconstruct", "--view1", str(view1), "--view2", str(view2), "--out",
                  str(out), "--geometry", str(overrides), "--device", "cpu", "--quiet",
-                 "--set", "tubes.trees=2"]) == 0
+                 *[arg for item in small for arg in ("--set", item)]]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["preset"] == "tubes" and run["method"] == "tubes"
-    assert run["statistics"]["tubes"]["vessels"] >= 1
+    assert run["preset"] == "sdf-tree" and run["method"] == "tree"
+    assert run["statistics"]["tree"]["vessels"] >= 1
     assert run["components"] == 1
     # The XA path finds the same tree as the same preset on the phantom's true line
-    # integrals: the whole arc and nothing else. Measured (2026-12-03, exact geometry, which
-    # self-calibration keeps): tprec 0.98, tsens 1.0, chamfer 0.20 mm; Dice 0.83 from the XA
-    # files against 0.93 from the integrals. The Dice gap is the radius: the XA proxies make
-    # the 2 mm tube 761 voxels against the truth's 688 (about 5 % too wide).
+    # integrals: the whole arc and nothing else (measured below, 2026-12-03).
     xa = _scores(out, label)
     assert xa["tprec"] > 0.95 and xa["tsens"] > 0.95 and xa["chamfer_mm"] < 0.5, xa
     simulated = reconstruct(arc_case[1], SMALL_GEOMETRY,
-                            build_config("tubes", ["tubes.trees=2"], device="cpu"))
+                            build_config("sdf-tree", small, device="cpu"))
     simulated_dice = evaluate(simulated.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
     assert simulated_dice > 0.8
     assert xa["dice"] > simulated_dice - 0.12, (xa["dice"], simulated_dice)
@@ -143,9 +141,9 @@ def test_mask_target_is_auto_for_binary_views_and_beats_integral_fit_of_them(arc
     assert resolve_target("auto", arc_case[1]) == "integral"
     settings = {"iterations": 60, "device": "cpu"}
     as_mask = reconstruct(binary, SMALL_GEOMETRY, build_config(
-        "default", ["voxel.iterations=400"], **settings))
+        "field", ["voxel.iterations=400"], **settings))
     as_integral = reconstruct(binary, SMALL_GEOMETRY, build_config(
-        "default", ["voxel.iterations=400", "target=integral"], **settings))
+        "field", ["voxel.iterations=400", "target=integral"], **settings))
     assert as_mask.record.target == "mask" and as_integral.record.target == "integral"
     mask_dice = evaluate(as_mask.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
     integral_dice = evaluate(as_integral.label > 0, label > 0, SMALL_GRID, SMALL_GRID)["dice"]
@@ -176,7 +174,7 @@ def test_silhouette_bce_gradient_matches_autograd_and_finite_differences():
 
 def test_reconstruct_validates_masks(arc_case):
     _, views = arc_case
-    config = build_config("default", iterations=1, device="cpu")
+    config = build_config("field", iterations=1, device="cpu")
     with pytest.raises(InputError, match="mask2: mask is 90x96 but the geometry says 96x96"):
         reconstruct(views, SMALL_GEOMETRY, config, masks=[views[0] > 0, views[1][:90] > 0])
     with pytest.raises(InputError, match="mask1: is empty"):
@@ -241,7 +239,7 @@ def test_missing_geometry_tag_can_be_supplied_by_override(xa12, tmp_path):
     out = tmp_path / "out"
     assert main(["reconstruct", "--view1", str(no_sid), "--view2", str(view2), "--out",
                  str(out), "--geometry", str(overrides), "--frame", "2",
-                 "--device", "cpu", "--quiet", "--preset", "default", "--iterations", "2",
+                 "--device", "cpu", "--quiet", "--preset", "field", "--iterations", "2",
                  "--set", "voxel.iterations=20"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["inputs"]["xa"]["views"][0]["geometry"]["source_to_detector_mm"] == pytest.approx(

@@ -38,7 +38,7 @@ APP_DIR = REPO / "sdfcar" / "apps" / "monailabel" / "app"
 MONAILABEL_VENV_PYTHON = REPO / ".venv-monailabel" / "bin" / "python"
 # Few iterations (20 of the voxel prior, 3 of the field), and a field that starts inside the
 # vessels so that the label is not empty.
-FAST = {"iterations": 3, "device": "cpu",
+FAST = {"preset": "field", "iterations": 3, "device": "cpu",
         "overrides": ["field.network.output_bias=-1", "voxel.iterations=20"]}
 HAS_MONAILABEL = importlib.util.find_spec("monailabel") is not None
 
@@ -69,6 +69,8 @@ def test_case_convention_gives_second_view_and_geometry(studies):
     assert job.geometry == SMALL_GEOMETRY and job.geometry_source == "arc_geometry.json"
     assert [v.shape for v in job.views] == [(96, 96), (96, 96)]
     assert job.config.field.iterations == 3 and job.config.field.network.output_bias == -1.0
+    # Naming no preset: the command line's default for the views (sdf-tree; field for masks).
+    assert resolve_request({"image": "arc_view1"}, studies).config.preset == "sdf-tree"
 
 
 def test_request_params_name_second_view_and_geometry(studies):
@@ -130,7 +132,7 @@ BAD_REQUESTS = [
     ({"image": "arc_view1", "seed": -1}, 400, "seed: expected an integer from 0 to"),
     ({"image": "arc_view1", "seed": 2**70}, 400, "seed: expected an integer from 0 to"),
     ({"image": "arc_view1", "device": 3}, 400, "device: expected a name, got 3"),
-    ({"image": "arc_view1", "preset": None}, 400, "preset: expected a name"),
+    ({"image": "arc_view1", "preset": ""}, 400, "preset: expected a name"),
     ({"image": "arc_view1", "overrides": ["seed=-5"]}, 400, "seed: expected an integer"),
     ({"image": "arc_view1", "overrides": ["voxel.iterations=1000000000"]}, 400,
      "voxel.iterations: at most 20000 in a request"),

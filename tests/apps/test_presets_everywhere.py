@@ -21,7 +21,7 @@ from test_bundle import CONFIG, META, BUNDLE
 
 #: A few iterations of each preset's method (tubes, sdf-tree: one tree), set as overrides
 #: because ``--iterations`` does not apply to the tube methods.
-SMALL = {"default": ["field.iterations=2", "voxel.iterations=10"],
+SMALL = {"field": ["field.iterations=2", "voxel.iterations=10"],
          "voxel": ["voxel.iterations=10"], "neca": ["field.iterations=1"],
          "sdfcar-paper": ["field.iterations=1"], "tubes": ["tubes.trees=1"],
          "sdf-tree": ["tree.tracing.trees=1", "tree.refine.coarse_iterations=5",

@@ -223,7 +223,7 @@ def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
     assert (args.preset, args.device, args.iterations, args.seed) == ("neca", "cpu", 7, 4)
     assert args.progress == "lines" and args.overrides == ["field.loss.eikonal=0.1", "field.network.levels=12"]
     default = build_parser().parse_args(reconstruct_command("p", "c", "o")[3:])
-    assert default.iterations is None and default.preset == "default"
+    assert default.iterations is None and default.preset is None  # the engine's default
     assert set(PRESETS) == set(ENGINE_PRESETS) and DEVICES == DEVICE_CHOICES
     assert PRESET_CHOICES == (AUTOMATIC_PRESET, *PRESETS) and engine_preset("neca") == "neca"
     automatic = build_parser().parse_args(
@@ -410,8 +410,8 @@ def reconstruction(small_case_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("slicer_run") / "reconstruction"
     # A field that starts inside the visual hull gives a non-empty label in 3 iterations
     # (after 20 of the voxel prior).
-    command = reconstruct_command(sys.executable, small_case_dir, out, device="cpu",
-                                  iterations=3,
+    command = reconstruct_command(sys.executable, small_case_dir, out, preset="field",
+                                  device="cpu", iterations=3,
                                   overrides=["field.network.output_bias=-1", "voxel.iterations=20"])
     monitor = OutputMonitor()
     returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),

@@ -3,6 +3,7 @@ view1/view2 row), the MONAI bundle (view1/view2) and the Slicer module's command
 frames, counted from 0 there) read the runs with the engine's one XA path and give the same
 label."""
 
+import json
 import subprocess
 import sys
 
@@ -18,7 +19,9 @@ from test_bundle import BUNDLE, CONFIG, META
 from conftest import xa_pair
 
 SLICER_LIB = str(BUNDLE.parent / "SlicerSDFCAR")
-OVERRIDES = ["tubes.trees=1"]  # the XA default preset, tubes, with one start tube
+#: The default preset, sdf-tree, with one start tube, short refinements and no topology round.
+OVERRIDES = ["tree.tracing.trees=1", "tree.refine.coarse_iterations=5",
+             "tree.refine.fine_iterations=5", "tree.rounds=0"]
 
 
 @pytest.mark.slow
@@ -30,6 +33,7 @@ def test_an_xa_pair_gives_the_same_label_through_every_front_end(arc_case, tmp_p
                  "--device", "cpu", "--progress", "none", *sets]) == 0
     label = read_volume(cli / "label.nii.gz")[0]
     assert label.any()
+    assert json.loads((cli / "run.json").read_text())["preset"] == "sdf-tree"
 
     manifest = tmp_path / "cases.csv"
     manifest.write_text(f"case,view1,view2\npair,{view1},{view2}\n")

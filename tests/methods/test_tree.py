@@ -206,6 +206,35 @@ def test_prune_drops_a_vessel_the_views_do_not_hold():
     assert [v.name for v in prune(tree + [ghost], problem, 0.5)] == ["bent", "branch"]
 
 
+def test_join_bridges_a_further_tree_along_the_vessel_both_views_show():
+    from sdfcar.methods.tree.bridges import join
+
+    truth = _bent()
+    views = _views([truth], 2)
+    first = Segment("bent", truth.points[:25], truth.radii[:25], None)
+    # The vessel beyond a 6 mm gap, traced as a further tree from its far end (so its last
+    # point is the end to join), and a ghost 8 mm off the vessel that neither view shows.
+    beyond = Segment("beyond", truth.points[35:][::-1], truth.radii[35:][::-1], None)
+    ghost = Segment("ghost", truth.points[5:15] + [0.0, -6.0, 5.0], np.full(10, 0.8), None)
+    vessels = [first, beyond, ghost]
+    joined = join(vessels, views, GEOMETRY, 10.0, 0.5, 0.8)
+    assert [v.name for v in joined] == ["bent", "beyond", "ghost"]
+    bridged = joined[1]
+    assert bridged.parent == "bent" and np.array_equal(bridged.points[0], truth.points[24])
+    assert np.array_equal(bridged.points[-25:], truth.points[35:])
+    bridge = bridged.points[:-25]
+    assert 8 <= len(bridge) <= 12 and np.allclose(bridged.radii[:len(bridge)], truth.radii[35])
+    steps = np.linalg.norm(np.diff(bridged.points[:len(bridge) + 1], axis=0), axis=1)
+    assert steps.max() <= 0.8 + 1e-9
+    axis = Segment("axis", truth.points, 0.0 * truth.radii, None)
+    assert _polyline_sdf(bridge, axis).max() < 0.6  # the path keeps to the vessel
+    assert joined[2] is ghost
+    assert TreeModel.from_segments(joined).points.shape[0] == 25 + len(bridge) - 1 + 25 + 10
+    # no join when nothing is dark enough, or when joining is off
+    assert join(vessels, views, GEOMETRY, 10.0, 50.0, 0.8) == vessels
+    assert join(vessels, views, GEOMETRY, 0.0, 0.5, 0.8) == vessels
+
+
 def _crossing_y_tree():
     """A trunk and two branches; the second passes 6 mm behind the first along view 1's
     beam, so the branches cross in view 1 and lie apart in view 2."""
@@ -257,7 +286,7 @@ def test_finer_output_grid_evaluates_the_tree_model(crossing_case, tmp_path):
 
     _, views = crossing_case
     write_case(tmp_path / "case", Case(GEOMETRY, tuple(views)))
-    common = ["--device", "cpu", "--progress", "none", "--preset", "sdf-tree", "--set",
+    common = ["--device", "cpu", "--progress", "none", "--set",  # the default preset
               "tree.tracing.trees=1", "--set", "tree.rounds=0"]
     assert main(["reconstruct", str(tmp_path / "case"), "--out", str(tmp_path / "fit"),
                  *common]) == 0
@@ -267,6 +296,7 @@ def test_finer_output_grid_evaluates_the_tree_model(crossing_case, tmp_path):
     fine, fine_grid = read_volume(tmp_path / "fine" / "label.nii.gz")
     assert fine.shape == (128, 128, 128) and coarse.shape == (64, 64, 64)
     record = json.loads((tmp_path / "fine" / "run.json").read_text())
+    assert (record["preset"], record["method"]) == ("sdf-tree", "tree")
     assert record["output_grid"]["filled"] == "model"
     assert record["output_grid"]["spacing_mm"] == [0.4, 0.4, 0.4]
     truth = rasterize_segments(_crossing_y_tree(), fine_grid, supersample=2) >= 0.5

@@ -33,7 +33,7 @@ inputs = {{"views": from_arrays(views, SMALL_GEOMETRY),
           "xa": from_xa_pair({folder!r} + "/view1.dcm", {folder!r} + "/view2.dcm",
                              overrides=load_geometry_overrides({folder!r} + "/geometry.json"))}}
 for preset, overrides in (("tubes", ["tubes.trees=2"]), ("voxel", ["voxel.iterations=200"]),
-                          ("default", ["field.iterations=20", "voxel.iterations=30"]),
+                          ("field", ["field.iterations=20", "voxel.iterations=30"]),
                           ("sdf-tree", ["tree.tracing.trees=1", "tree.refine.coarse_iterations=20",
                                         "tree.refine.fine_iterations=10"])):
     for kind, given in inputs.items():
@@ -67,7 +67,7 @@ def test_labels_do_not_depend_on_thread_counts_or_load(arc_case, tmp_path):
             process.kill()
             process.wait()
     assert [line.split()[:2] for line in single] == [
-        [preset, kind] for preset in ("tubes", "voxel", "default", "sdf-tree")
+        [preset, kind] for preset in ("tubes", "voxel", "field", "sdf-tree")
         for kind in ("views", "xa")]
     assert all(int(line.split()[3]) > 0 for line in single)
     assert single == loaded

@@ -126,17 +126,18 @@ def test_the_table_move_between_im5_and_im6_makes_the_pair_consistent():
 
 @pytest.mark.slow
 def test_the_real_pair_reconstructs_end_to_end(tmp_path):
-    """``sdfcar reconstruct --view1 IM5 --view2 IM6`` as a user runs it: the grid placed on
-    the vessels, the table followed, self-calibrated, up to 4 trees. Measured (2026-12-03):
-    4 pieces, reprojection silhouette Dice 0.772 / 0.763, 133 s on 2 quiet cores. Issue 22
-    asks 0.8 and one connected tree; this holds what is reached."""
+    """``sdfcar reconstruct --view1 IM5 --view2 IM6`` as a user runs it: the default preset
+    (sdf-tree), the grid placed on the vessels, the table followed, self-calibrated, up to 4
+    trees. Measured (2026-12-03): 3 pieces, reprojection silhouette Dice 0.726 / 0.697 (the
+    tubes preset: 4 pieces, 0.772 / 0.763), radii 0.29-2.8 mm, 68 s on 2 quiet cores. Issue
+    22 asks 0.8 and one connected tree; this holds what is reached."""
     out = tmp_path / "rec"
     assert main(["reconstruct", "--view1", str(REAL_XA / "IM5.dcm"), "--view2",
                  str(REAL_XA / "IM6.dcm"), "--out", str(out), "--progress", "none"]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["preset"] == "tubes" and run["inputs"]["xa"]["volume_placement"]["hull_box_mm"]
-    assert all(view["silhouette_dice"] > 0.7 for view in run["reprojection"])
+    assert run["preset"] == "sdf-tree" and run["inputs"]["xa"]["volume_placement"]["hull_box_mm"]
+    assert all(view["silhouette_dice"] > 0.65 for view in run["reprojection"])
     assert 1 <= run["components"] <= 4
-    radii = [r for vessel in run["statistics"]["tubes"]["centrelines"]
+    radii = [r for vessel in run["statistics"]["tree"]["centrelines"]
              for r in vessel["radii"]]
-    assert 0.3 <= min(radii) and max(radii) <= 3.0
+    assert 0.25 <= min(radii) and max(radii) <= 3.0

@@ -27,13 +27,13 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sdfcar.apps.batch.manifest import LOG_NAME, BatchCase, batch_inputs, read_manifest
-from sdfcar.config import ConfigRequest, ReconstructionConfig
+from sdfcar.config import DEFAULT_PRESET, ConfigRequest, ReconstructionConfig
 from sdfcar.device import resolve_device
 from sdfcar.errors import InputError, bad_input
 from sdfcar.io.guard import check_not_input, written_by_sdfcar
 from sdfcar.io.images import read_volume
 from sdfcar.io.outputs import write_outputs
-from sdfcar.pipeline.inputs import CASE_PRESET, XA_PRESET
+from sdfcar.pipeline.inputs import Inputs
 from sdfcar.pipeline.run import run
 from sdfcar.apps.batch.outcomes import OutcomeLog, read_outcomes
 from sdfcar.apps.batch.summary import BatchSummary
@@ -89,14 +89,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 Settings = ConfigRequest | ReconstructionConfig
 """A batch's settings: one config for every case, or a request built per case (its preset
-then defaults to the case's kind: case folders and DICOM pairs as ``sdfcar reconstruct``)."""
+then defaults to the case's own, as in ``sdfcar reconstruct``)."""
 
 
-def case_config(settings: Settings, entry: BatchCase) -> ReconstructionConfig:
-    """The config of one manifest row."""
+def case_config(settings: Settings, inputs: Inputs | None = None) -> ReconstructionConfig:
+    """The config of one case's ``inputs``; without them, the config of a case that takes
+    the default preset (settings are checked with it before any case runs)."""
     if isinstance(settings, ReconstructionConfig):
         return settings
-    return settings.build(CASE_PRESET if entry.case_dir is not None else XA_PRESET)
+    return settings.build(DEFAULT_PRESET if inputs is None else inputs.default_preset)
 
 
 def reconstruct_entry(entry: BatchCase, settings: Settings, out_root: Path,
@@ -108,10 +109,11 @@ def reconstruct_entry(entry: BatchCase, settings: Settings, out_root: Path,
     record: dict[str, Any] = {"case": entry.name, "status": "failed",
                               "node": socket.gethostname()}
     try:
-        config = case_config(settings, entry)
+        inputs = batch_inputs(entry)
+        config = case_config(settings, inputs)
         record["device"] = str(resolve_device(config.device))
         truth = read_volume(entry.gt) if entry.gt else None
-        result = run(batch_inputs(entry), config)
+        result = run(inputs, config)
         metrics = None
         if truth is not None:
             from sdfcar.metrics import evaluate  # MONAI: imported only where cases have GT
@@ -146,8 +148,8 @@ def run_batch(manifest: str | Path | Iterable[Mapping[str, Any]], out_dir: str |
     """
     settings = settings or ConfigRequest()
     entries = read_manifest(manifest)
-    configs = [case_config(settings, entry) for entry in entries]  # bad settings fail here
-    _check_options(configs[0].device, cpus_per_case, gpus_per_case, retries, num_cpus, resume, overwrite)
+    config = case_config(settings)  # bad settings fail here
+    _check_options(config.device, cpus_per_case, gpus_per_case, retries, num_cpus, resume, overwrite)
     out_dir = Path(out_dir).expanduser().absolute()
     _check_inputs(manifest, entries, out_dir)
     previous = _previous_outcomes(entries, out_dir, resume, overwrite)

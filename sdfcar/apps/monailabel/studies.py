@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 
 from sdfcar.apps.monailabel import bounds
-from sdfcar.config import ReconstructionConfig, build_config
+from sdfcar.config import DEFAULT_PRESET, ReconstructionConfig, build_config
 from sdfcar.device import resolve_device
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry
 from sdfcar.io.images import VIEW_SUFFIXES, read_view
 from sdfcar.io.limits import check_memory
+from sdfcar.pipeline.inputs import from_arrays
 from sdfcar.pipeline.problem import validate_views
 
 #: Request key under which an app keeps the image id as the client sent it (MONAI Label
@@ -44,7 +45,7 @@ VIEW1_SUFFIX = "_view1"
 VIEW2_SUFFIX = "_view2"
 GEOMETRY_SUFFIX = "_geometry.json"
 #: Reconstruction settings a request may carry, with the values used when it does not.
-DEFAULT_SETTINGS: dict[str, Any] = {"preset": "default", "iterations": None, "seed": None,
+DEFAULT_SETTINGS: dict[str, Any] = {"preset": None, "iterations": None, "seed": None,
                                     "device": "auto", "overrides": []}
 
 
@@ -79,16 +80,18 @@ def resolve_request(request: Mapping[str, Any], studies_dir: str | Path) -> TwoV
     view2 = _second_view(request.get("view2"), view1, case)
     paths = (find_image(studies, view1, "image"), find_image(studies, view2, "view2"))
     geometry, source = _geometry(request.get("geometry"), studies, case)
-    config = _config(request)
+    config = _config(request, DEFAULT_PRESET)  # bad settings fail before the views are read
     try:
-        check_memory(geometry, "geometry",
-                     dense=config.method != "tubes" and config.hull.mode == "off")
+        check_memory(geometry, "geometry", dense=config.dense)
         views = validate_views([read_view(path) for path in paths], geometry)
         resolve_device(config.device)
     except RequestError:
         raise
     except InputError as error:
         raise RequestError(str(error)) from None
+    preset = from_arrays(views, geometry).default_preset  # binary views: the mask preset
+    if request.get("preset") is None and preset != config.preset:
+        config = _config(request, preset)
     return TwoViewJob(case, (view1, view2), (views[0], views[1]), geometry, source, config)
 
 
@@ -159,11 +162,13 @@ def _geometry(value: Any, studies: Path, case: str) -> tuple[CaseGeometry, str]:
         raise RequestError(str(error)) from None
 
 
-def _config(request: Mapping[str, Any]) -> ReconstructionConfig:
+def _config(request: Mapping[str, Any], default_preset: str) -> ReconstructionConfig:
+    """The request's settings; ``default_preset`` when it names no preset."""
     settings = {key: request.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
+    preset = settings["preset"]
     try:
         config = build_config(
-            bounds.text_param(settings["preset"], "preset"),
+            default_preset if preset is None else bounds.text_param(preset, "preset"),
             bounds.overrides_param(settings["overrides"]),
             bounds.integer_param(settings["iterations"], "iterations", bounds.MAX_ITERATIONS,
                                  minimum=1),

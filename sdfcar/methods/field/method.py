@@ -1,5 +1,5 @@
 """The neural-field method: a hash-grid field fitted to both views, optionally pulled towards a
-prior (the ``default`` preset: the voxel fit).
+prior (the ``field`` preset: the voxel fit).
 
 The field is evaluated at the unknowns of the problem's :class:`~sdfcar.methods.hull_system.HullSystem`
 (visual-hull voxels, or every voxel), turned into occupancy and rendered into the views.

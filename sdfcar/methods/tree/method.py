@@ -7,6 +7,8 @@ give the pipeline its occupancy and signed distance.
    both full views, on binned views first, then at full resolution. With self-calibration
    on (:mod:`sdfcar.pipeline.calibration` has corrected the geometry), view 2's pose too:
    alone on the binned views first, then with the tree (:mod:`sdfcar.methods.tree.pose`).
+   First, every further tree the tracer found is joined to the first where both views
+   show a vessel between them (:mod:`sdfcar.methods.tree.bridges`), so one tree is fitted.
 3. **Topology** (:mod:`sdfcar.methods.tree.topology`), ``rounds`` times: drop branches the
    views do not support, follow every vessel on beyond its end and trace the branches the
    refined tree leaves unexplained, refine again at full resolution; stop when a round
@@ -34,6 +36,7 @@ from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.geometry.tubes import (Segment, centreline_record, tree_occupancy,
                                    segments_sdf)
 from sdfcar.methods.base import Problem, Reconstruction
+from sdfcar.methods.tree.bridges import join
 from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
 from sdfcar.methods.tree.refine import RefineSettings, refine, view_targets
@@ -55,6 +58,11 @@ class TreeSettings:
     #: refinement: lca0 Dice 0.717 -> 0.737 -> 0.772, rca0 0.713 -> 0.722 -> 0.721
     #: (benchmarks/tree_stages.py, 2 start tubes).
     rounds: int = 2
+    #: A further tree is joined to the first when a path dark in both views (at least
+    #: ``tracing.branch_threshold_mm``) leads from one of its root's ends to the first
+    #: tree's centreline within this distance (mm; 0: never): see
+    #: :func:`~sdfcar.methods.tree.bridges.join`.
+    join_mm: float = 10.0
     #: A branch is dropped when either view holds less than this share of its integral.
     min_support: float = 0.5
     #: Sub-points per voxel edge for the occupancy (partial volume).
@@ -73,7 +81,7 @@ class TreeMethod:
         """The tracer that initialises the tree fits line integrals: masks are refused."""
         if problem.target == "mask":
             return ("the tree method is initialised by tracing line integrals; for binary "
-                    "masks use a field preset (e.g. --preset voxel)")
+                    "masks use a field preset (e.g. --preset field)")
         return None
 
     def fit(self, problem: Problem, settings: TreeSettings, progress: Progress,
@@ -87,8 +95,10 @@ class TreeMethod:
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")
+        joined = join(traced.vessels, problem.measured, problem.geometry, settings.join_mm,
+                      settings.tracing.branch_threshold_mm, settings.tracing.step_mm)
         seconds["tracing"], clock = _lap(clock)
-        vessels, history, geometry = self._refined(problem, settings, traced.vessels, progress)
+        vessels, history, geometry = self._refined(problem, settings, joined, progress)
         seconds["refining"], clock = _lap(clock)
         occupancy, sdf = _field(problem.grid, vessels, settings.supersample)
         if not (occupancy >= 0.5).any():
@@ -97,6 +107,7 @@ class TreeMethod:
         seconds["field"], _ = _lap(clock)
         statistics = {"vessels": len(vessels), "vessels_traced": len(traced.vessels),
                       "trees_tried": traced.trees_tried, "trees_kept": traced.trees_kept,
+                      "trees_joined": _roots(traced.vessels) - _roots(joined),
                       "rounds": history,
                       "seconds": seconds, "centrelines": centreline_record(vessels)}
         return Reconstruction(occupancy, sdf, statistics, partial(
@@ -170,6 +181,11 @@ def _field(grid: VolumeGrid, vessels: list[Segment], supersample: int
     stay joined) and signed distance of the refined tubes on ``grid``."""
     return (tree_occupancy(vessels, grid, supersample),
             segments_sdf(vessels, grid, SDF_BAND_MM))
+
+
+def _roots(vessels: list[Segment]) -> int:
+    """How many separate trees ``vessels`` hold."""
+    return sum(v.parent is None for v in vessels)
 
 
 def _lap(clock: float) -> tuple[float, float]:

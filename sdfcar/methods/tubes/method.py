@@ -28,7 +28,7 @@ class TubeMethod:
         """The tracer fits line integrals: binary masks are refused."""
         if problem.target == "mask":
             return ("the tubes method fits line integrals; for binary masks use a field "
-                    "preset (e.g. --preset default)")
+                    "preset (e.g. --preset field)")
         return None
 
     def fit(self, problem: Problem, settings: TubeSettings, progress: Progress,

@@ -1,0 +1,147 @@
+"""Join separately traced trees to the first along the vessel both views show between them.
+
+The tracer stops a vessel where it cannot see through a crossing or an overlap, and what lies
+beyond is traced as a further tree (:func:`~sdfcar.methods.tubes.tracing.trace_tree`). A
+coronary tree comes from one ostium, so a further tree whose root ends near the first is
+joined to it: the bridge is the minimal path (:class:`skimage.graph.MCP_Geometric`) from the
+root's end to the first tree's centreline through the points that are dark in both views,
+cost ``1 / darkness`` (so it keeps to the middle of a vessel), on a 0.4 mm lattice around
+them. Where no such path exists (every way crosses a point one view shows as background),
+the tree stays separate. The refinement then fits the bridge with the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.graph import MCP_Geometric
+
+from sdfcar.geometry import CaseGeometry
+from sdfcar.geometry.tubes import Segment
+from sdfcar.physics.tubes import DetectorRays
+
+#: Spacing of the lattice the bridge's path is searched on (mm).
+LATTICE_MM = 0.4
+#: Margin of the searched box around the root's end and the anchors in reach (mm).
+MARGIN_MM = 2.0
+#: A root end this close to the first tree needs no bridge (mm).
+MIN_GAP_MM = 1e-6
+
+
+@dataclass(frozen=True)
+class Darkness:
+    """Both views' measured integrals, smoothed: where a point looks like vessel in both."""
+
+    detectors: tuple[DetectorRays, ...]
+    smoothed: tuple[np.ndarray, ...]
+
+    @classmethod
+    def of(cls, images: Sequence[np.ndarray], geometry: CaseGeometry) -> Darkness:
+        return cls(tuple(DetectorRays(view) for view in geometry.views),
+                   tuple(ndimage.gaussian_filter(np.asarray(image, float), 1.0)
+                         for image in images))
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """The smaller of the two views' smoothed integrals (mm) at ``points`` ``(N, 3)``."""
+        return np.min([ndimage.map_coordinates(image, detector.project(points).T, order=1,
+                                               mode="constant")
+                       for detector, image in zip(self.detectors, self.smoothed)], axis=0)
+
+
+def join(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: CaseGeometry,
+         max_gap_mm: float, threshold_mm: float, step_mm: float) -> list[Segment]:
+    """``vessels`` with every further tree (a root after the first vessel) made a branch of
+    the vessels before it that already belong to the first tree, where a path dark in both
+    views (at least ``threshold_mm`` of integral) leads from one of the root's ends to their
+    centreline points within ``max_gap_mm``: the root is reversed if its last point is the
+    end joined, and starts at the path's anchor, with the path (resampled every
+    ``step_mm``, its end radius throughout) as its first points. Order, names and the other
+    vessels are kept; ``max_gap_mm <= 0`` joins nothing."""
+    if max_gap_mm <= 0:
+        return list(vessels)
+    darkness = Darkness.of(images, geometry)
+    joined: list[Segment] = []
+    members: set[str] = set()
+    for vessel in vessels:
+        if vessel.parent is not None or not joined:
+            joined.append(vessel)
+            if vessel.parent is None or vessel.parent in members:
+                members.add(vessel.name)
+            continue
+        tree = [v for v in joined if v.name in members]
+        bridged = _bridged(vessel, tree, darkness, max_gap_mm, threshold_mm, step_mm)
+        joined.append(bridged or vessel)
+        if bridged is not None:
+            members.add(vessel.name)
+    return joined
+
+
+def _bridged(root: Segment, tree: Sequence[Segment], darkness: Darkness, max_gap_mm: float,
+             threshold_mm: float, step_mm: float) -> Segment | None:
+    """``root`` as a branch of ``tree`` along the cheaper of its two ends' paths (see
+    :func:`join`), or None when neither end has one."""
+    points = np.concatenate([v.points for v in tree])
+    owners = np.repeat(np.arange(len(tree)), [len(v.points) for v in tree])
+    index = cKDTree(points)
+    best: tuple[float, int, np.ndarray, int] | None = None
+    for end in (0, -1):
+        anchors = index.query_ball_point(root.points[end], max_gap_mm)
+        found = _path(root.points[end], points[anchors], darkness, threshold_mm) \
+            if anchors else None
+        if found is not None and (best is None or found[0] < best[0]):
+            best = (found[0], end, found[1], anchors[found[2]])
+    if best is None:
+        return None
+    _, end, path, anchor = best
+    ordered = (root.points, root.radii) if end == 0 else (root.points[::-1], root.radii[::-1])
+    bridge = _resampled(np.vstack([points[anchor], path[1:-1], ordered[0][0]]), step_mm)[:-1]
+    if np.linalg.norm(points[anchor] - ordered[0][0]) < MIN_GAP_MM:
+        bridge = bridge[:0]  # the root starts at the anchor: no zero-length piece
+    return Segment(root.name, np.vstack([bridge, ordered[0]]),
+                   np.concatenate([np.full(len(bridge), ordered[1][0]), ordered[1]]),
+                   tree[owners[anchor]].name)
+
+
+def _path(start: np.ndarray, anchors: np.ndarray, darkness: Darkness, threshold_mm: float
+          ) -> tuple[float, np.ndarray, int] | None:
+    """The minimal path from ``start`` to the nearest (by path cost) of ``anchors`` through
+    points at least ``threshold_mm`` dark: its cost, its lattice points from the anchor to
+    ``start``, and the anchor's index; None when every path leaves the dark points."""
+    low = np.minimum(start, anchors.min(axis=0)) - MARGIN_MM
+    high = np.maximum(start, anchors.max(axis=0)) + MARGIN_MM
+    shape = tuple(int(n) for n in np.ceil((high - low) / LATTICE_MM) + 1)
+    axes = [low[d] + LATTICE_MM * np.arange(shape[d]) for d in range(3)]
+    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    dark = darkness(lattice.reshape(-1, 3)).reshape(shape)
+    cost = np.where(dark >= threshold_mm, 1.0 / np.maximum(dark, 1e-6), np.inf)
+    start_node = _node(start, low, shape)
+    anchor_nodes = [_node(a, low, shape) for a in anchors]
+    if not np.isfinite(cost[start_node]):
+        return None
+    search = MCP_Geometric(cost, fully_connected=True)
+    costs, _ = search.find_costs([start_node], anchor_nodes, find_all_ends=False)
+    reached = np.array([costs[node] for node in anchor_nodes])
+    if not np.isfinite(reached).any():
+        return None
+    nearest = int(np.argmin(reached))
+    nodes = np.array(search.traceback(anchor_nodes[nearest]))  # from start to the anchor
+    return float(reached[nearest]), (low + LATTICE_MM * nodes)[::-1], nearest
+
+
+def _node(point: np.ndarray, low: np.ndarray, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The lattice node nearest ``point``."""
+    node = np.clip(np.rint((point - low) / LATTICE_MM).astype(int), 0, np.array(shape) - 1)
+    return tuple(int(n) for n in node)
+
+
+def _resampled(points: np.ndarray, step_mm: float) -> np.ndarray:
+    """The polyline ``points`` resampled at equal arc-length steps of at most ``step_mm``,
+    its first and last points kept."""
+    lengths = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    count = max(int(np.ceil(lengths[-1] / step_mm)), 1)
+    at = np.linspace(0.0, lengths[-1], count + 1)
+    return np.stack([np.interp(at, lengths, points[:, d]) for d in range(3)], axis=1)
