@@ -220,6 +220,8 @@ def _timing(cell: Cell, config, result) -> dict:
                                      2),
         "extrapolated": iterations != preset_iterations,
         "path": statistics.get("sampling", config.method), "device": record_.device,
+        # the method's own stages where it times them (the tree method: tracing, refining...)
+        "stage_seconds": stages if isinstance(stages := statistics.get("seconds"), dict) else {},
         "components_before_postprocess": record_.components_before_postprocess,
     }
 

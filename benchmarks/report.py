@@ -180,7 +180,8 @@ def write_report(results: Path, docs: Path) -> Path:
     if records:
         lines += [f"- {key}s: {', '.join(sorted({str(r[key]) for r in records if key in r}))}"
                   for key in ("machine", "device", "date", "commit")] + [""]
-    lines += report_realistic.section(records, docs)
+    gpu = load_records(results / "gpu") if (results / "gpu").is_dir() else []
+    lines += report_realistic.section(records, docs, gpu)
     lines += _projector_section(results)
     if quality:
         box = box_plot(quality, docs / "figures" / "quality_boxplot.png")

@@ -42,7 +42,8 @@ DESCRIPTION = [
     "true centrelines and radii. The ceiling row scores the 0.4 mm label averaged onto the "
     "0.8 mm grid and thresholded at 0.5: what a perfect 0.8 mm label achieves. Each metric: "
     "mean (worst case) over the phantoms of a kind. A cell is marked under load when the "
-    "1-minute load average exceeded 1.5 at its start or end.",
+    "1-minute load average exceeded 1.5 at its start or end (three quarters of the cores "
+    "on a larger machine).",
     "",
     f"Command (resumable, one process per cell, progress bar): `{COMMAND}`.",
 ]
@@ -200,8 +201,33 @@ def calibration_table(records: list[dict]) -> list[str]:
     return lines
 
 
-def section(records: list[dict], docs: Path) -> list[str]:
-    """The Markdown of both realistic suites (empty without their records)."""
+GPU_DESCRIPTION = [
+    "The same cells run on a lent GPU machine (one NVIDIA H200, 16 CPU cores) with device "
+    "`auto`, i.e. CUDA for the refinement, by `bash benchmarks/device_suite.sh COMMIT SECONDS "
+    "realistic --presets sdf-tree --cases ...` (records in `benchmarks/results/gpu/`). The "
+    "tracer runs on the CPU there too (NumPy, one forked process per core), so the stage "
+    "seconds say where the time goes. Only the cells that finished inside the machine's "
+    "time are listed; the seconds exclude the process start.",
+]
+
+
+def gpu_section(records: list[dict]) -> list[str]:
+    """The realistic cells run on a GPU machine: headline table and stage seconds."""
+    lines = ["### GPU column", ""] + GPU_DESCRIPTION + [""] + headline_table(records) + [""]
+    staged = [r for r in records if r.get("stage_seconds")]
+    if staged:
+        stages = sorted({stage for r in staged for stage in r["stage_seconds"]})
+        lines += ["| cell | machine | commit | " + " | ".join(f"{s} s" for s in stages)
+                  + " | reconstruct s |", "|" + "---|" * (len(stages) + 4)]
+        lines += [f"| {r['name']} | {r['machine']} | {r['commit']} | "
+                  + " | ".join(str(r["stage_seconds"].get(s, "-")) for s in stages)
+                  + f" | {r['seconds_reconstruct']:.1f} |" for r in staged] + [""]
+    return lines
+
+
+def section(records: list[dict], docs: Path, gpu: list[dict] = ()) -> list[str]:
+    """The Markdown of the realistic suites (empty without their records); ``gpu``: the
+    realistic cells run on a GPU machine."""
     quality = [r for r in records if r["cell"]["suite"] == "realistic"]
     matrix = [r for r in records if r["cell"]["suite"] == "robustness-matrix"]
     lines = ["## Realistic quality (headline: no inverse crime)", ""] + DESCRIPTION + [""]
@@ -210,6 +236,8 @@ def section(records: list[dict], docs: Path) -> list[str]:
         return lines + ["No records of the realistic suites yet.", ""]
     if quality:
         lines += headline_table(quality) + [""]
+    if gpu:
+        lines += gpu_section(list(gpu))
     if matrix:
         figure = matrix_figure(matrix, docs / "figures" / "robustness_matrix.png")
         lines += ["## Robustness matrix (every preset, lca0)", "",

@@ -94,9 +94,14 @@ def test_report_tables_and_curves_from_records(tmp_path):
                for n, cell in enumerate(realistic.realistic_cells(["tubes"])[:20])]
     matrix = [_fake_record(cell, 0.8 - 0.01 * n)
               for n, cell in enumerate(realistic.matrix_cells(["tubes", "voxel"]))]
-    lines = report_realistic.section(records + matrix, tmp_path)
+    gpu = [dict(_fake_record(realistic.realistic_cells(["sdf-tree"])[9], 0.7),
+                name="realistic_lca0_sdf-tree_fine2", machine="NVIDIA H200", commit="abc1234",
+                seconds_reconstruct=52.3, stage_seconds={"tracing": 40.1, "refining": 11.0})]
+    lines = report_realistic.section(records + matrix, tmp_path, gpu)
     text = "\n".join(lines)
     assert "| ceiling | - | LCA | 4 |" in text and "| tubes | noise-free | RCA | 4 |" in text
+    assert "### GPU column" in text and "| sdf-tree | noise-free | LCA | 1 |" in text
+    assert "| realistic_lca0_sdf-tree_fine2 | NVIDIA H200 | abc1234 | 11.0 | 40.1 | 52.3 |" in text
     assert "| tubes | noise-free | lumens (2nd generator) | 1 |" in text
     assert "isocenter error, view 2 (mm) = 5 |" in text
     assert (tmp_path / "figures" / "robustness_matrix.png").stat().st_size > 1000
