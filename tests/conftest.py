@@ -23,13 +23,19 @@ SMALL_VIEWS = (ViewGeometry(30, 0, 1000, 750, (96, 96), (0.7, 0.7)),
 SMALL_GEOMETRY = CaseGeometry(SMALL_VIEWS, SMALL_GRID)
 
 
-@pytest.fixture(scope="session")
-def arc_case() -> tuple[np.ndarray, list[np.ndarray]]:
-    """A 2 mm tube along a bent arc, 48^3 at 1 mm, and its two 96^2 views 41 degrees apart."""
+def arc_label(grid: VolumeGrid) -> np.ndarray:
+    """A 2 mm tube along a bent arc, voxelised on ``grid`` (uint8)."""
     t = np.linspace(0.0, np.pi, 400)
     centre = np.stack([15 * np.cos(t), 5 * np.sin(2 * t), 15 * np.sin(t) - 7], axis=-1)
-    distance, _ = cKDTree(centre).query(SMALL_GRID.voxel_centers().reshape(-1, 3))
-    label = (distance.reshape(SMALL_GRID.shape) <= 2.0).astype(np.uint8)
+    distance, _ = cKDTree(centre).query(grid.voxel_centers().reshape(-1, 3))
+    return (distance.reshape(grid.shape) <= 2.0).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def arc_case() -> tuple[np.ndarray, list[np.ndarray]]:
+    """The arc tube on the small grid (48^3 at 1 mm) and its two 96^2 views 41 degrees apart,
+    projected from that grid (an inverse crime: for plumbing, not quality)."""
+    label = arc_label(SMALL_GRID)
     return label, project_label(label, SMALL_GRID, SMALL_VIEWS)
 
 
