@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from sdfcar.errors import bad_input
@@ -24,3 +27,18 @@ def cpu_workers() -> int:
     """Processes a CPU-bound step (the tube tracer's trials) may use: torch's thread count,
     which is the machine's cores unless set (the batch runner sets it per case)."""
     return max(1, torch.get_num_threads())
+
+
+@contextmanager
+def torch_threads(count: int, device: torch.device) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads on a CPU ``device`` (torch's count is
+    put back after it); on any other device the block runs as it is."""
+    if device.type != "cpu" or count == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -188,6 +188,27 @@ def test_refinement_pulls_a_displaced_tree_back_onto_both_views():
     assert np.median(np.abs(fitted.radii[5:-5] / true_radius - 1.0)) < 0.1
 
 
+def test_refinement_runs_at_its_thread_count_with_the_same_result():
+    """``tree.refine.threads`` sets torch's threads for the steps only (put back after),
+    and the fitted tree does not depend on it."""
+    truth = _bent()
+    views = _views([truth], 2)
+    silhouettes = [threshold_silhouette(v, 0.05, 4.0)[0] for v in views]
+    start = Segment("bent", truth.points + np.array([0.5, -0.4, 0.3]), truth.radii, None)
+    outer = torch.get_num_threads()
+    fitted = []
+    for threads in (1, 2):
+        seen: set[int] = set()
+        model = TreeModel.from_segments([start], torch.float32)
+        targets = view_targets(VIEWS, views, silhouettes, torch.float32, torch.device("cpu"))
+        refine(model, targets, RefineSettings(threads=threads), 20, "integral", 4.0, 0.55,
+               lambda step: seen.add(torch.get_num_threads()))
+        assert seen == {threads} and torch.get_num_threads() == outer
+        fitted.append(model.to_segments()[0])
+    assert np.array_equal(fitted[0].points, fitted[1].points)
+    assert np.array_equal(fitted[0].radii, fitted[1].radii)
+
+
 def test_prune_drops_a_vessel_the_views_do_not_hold():
     from sdfcar.methods.tree.topology import prune, support
     from sdfcar.pipeline.problem import build_problem

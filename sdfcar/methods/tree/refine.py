@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from sdfcar.device import torch_threads
 from sdfcar.geometry import ViewGeometry
 from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
@@ -73,10 +74,16 @@ class RefineSettings:
     #: Stop when the loss has not improved by this fraction over ``patience`` steps.
     tolerance: float = 1e-3
     patience: int = 30
+    #: torch's intra-op threads on a CPU. The steps are many small operations, and torch's
+    #: OpenMP threads spin at every join: beside one other busy 2-thread process, rca0's
+    #: 190 steps took 63-116 s at 2 threads and 16 s at 1; on a quiet 2-core machine 9 s at
+    #: 2 and 12 s at 1 (the same tree either way; ``docs/benchmarks.md``, "Refinement under
+    #: load"). A user's machine runs Slicer beside it, a batch several cases.
+    threads: int = 1
 
     POSITIVE: ClassVar[tuple[str, ...]] = ("fine_iterations", "binning", "rebuild_every",
                                            "learning_rate_mm", "learning_rate_log_radius",
-                                           "patience")
+                                           "patience", "threads")
 
 
 @dataclass
@@ -266,7 +273,19 @@ def refine(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSett
     groups = _groups(model, targets, settings, fit_tree, calibration)
     if not groups:
         return RefineOutcome([], 0)
-    optimiser = torch.optim.Adam(groups)
+    with torch_threads(settings.threads, model.points.device):
+        losses = _descend(model, targets, settings, iterations, mode, k, spacing_mm, progress,
+                          stage, torch.optim.Adam(groups))
+    model.points.requires_grad_(False)
+    model.log_radii.requires_grad_(False)
+    return RefineOutcome(losses, len(losses))
+
+
+def _descend(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSettings,
+             iterations: int, mode: str, k: float, spacing_mm: float, progress: Progress,
+             stage: str, optimiser: torch.optim.Optimizer) -> list[float]:
+    """Up to ``iterations`` steps of ``optimiser`` on the refinement's loss (stopping early
+    on a plateau); the loss of each step."""
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(iterations, 1))
     losses: list[float] = []
     best, since_best = float("inf"), 0
@@ -294,6 +313,4 @@ def refine(model: TreeModel, targets: Sequence[ViewTarget], settings: RefineSett
             since_best += 1
             if since_best >= settings.patience:
                 break
-    model.points.requires_grad_(False)
-    model.log_radii.requires_grad_(False)
-    return RefineOutcome(losses, len(losses))
+    return losses
