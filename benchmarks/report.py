@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -168,9 +169,40 @@ def showcase(results: Path, path: Path, kind: str = "lca", seed: int = 0,
     return path
 
 
+#: A generated block of a page: its first and last lines (``report_realistic.marked``).
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n).*?(<!-- end generated -->)",
+                   re.DOTALL)
+
+
+def generated_blocks(records: list[dict], gpu: list[dict]) -> dict[str, list[str]]:
+    """The tables a page's marked blocks take, by block name."""
+    realistic = [r for r in records if r["cell"]["suite"] == "realistic"]
+    return {"realistic-headline": report_realistic.headline_table(realistic),
+            "gpu-column": report_realistic.gpu_table(gpu)}
+
+
+def fill_blocks(text: str, blocks: dict[str, list[str]]) -> str:
+    """``text`` with each marked block it holds replaced by ``blocks[name]`` (blocks it does
+    not name are kept as they are); everything outside the markers is kept."""
+    def replaced(match: re.Match) -> str:
+        name = match["name"]
+        if name not in blocks:
+            return match.group(0)
+        return match.group(1) + "\n".join(blocks[name]) + "\n" + match.group(3)
+
+    return BLOCK.sub(replaced, text)
+
+
 def write_report(results: Path, docs: Path) -> Path:
-    """Regenerate ``docs/benchmarks.md`` (and ``docs/figures/``) from ``results``."""
+    """Regenerate ``docs/benchmarks.md`` (and ``docs/figures/``) from ``results``. A page
+    that holds marked blocks keeps its prose: only the blocks are regenerated
+    (:func:`fill_blocks`); otherwise the whole page is written."""
     records = load_records(results)
+    gpu = load_records(results / "gpu") if (results / "gpu").is_dir() else []
+    path = docs / "benchmarks.md"
+    if path.is_file() and BLOCK.search(text := path.read_text()):
+        path.write_text(fill_blocks(text, generated_blocks(records, gpu)))
+        return path
     quality = [r for r in records if r["cell"]["suite"] == "quality"]  # inverse crime
     robustness = [r for r in records if r["cell"]["suite"] == "robustness"]
     lines = ["# Benchmarks", "",
@@ -180,7 +212,6 @@ def write_report(results: Path, docs: Path) -> Path:
     if records:
         lines += [f"- {key}s: {', '.join(sorted({str(r[key]) for r in records if key in r}))}"
                   for key in ("machine", "device", "date", "commit")] + [""]
-    gpu = load_records(results / "gpu") if (results / "gpu").is_dir() else []
     lines += report_realistic.section(records, docs, gpu)
     lines += _projector_section(results)
     if quality:
@@ -220,7 +251,6 @@ def write_report(results: Path, docs: Path) -> Path:
                   "reconstruction grid projects to (every other row simulates on that grid).", ""]
         lines += robustness_table(robustness) + [""]
     lines += _snippets(results)
-    path = docs / "benchmarks.md"
     docs.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -211,9 +211,15 @@ GPU_DESCRIPTION = [
 ]
 
 
-def gpu_section(records: list[dict]) -> list[str]:
+def marked(name: str, lines: list[str]) -> list[str]:
+    """``lines`` between the markers of block ``name``: what a later report run replaces in a
+    page that also holds prose written by hand (``report.fill_blocks``)."""
+    return [f"<!-- generated: {name} -->", *lines, "<!-- end generated -->"]
+
+
+def gpu_table(records: list[dict]) -> list[str]:
     """The realistic cells run on a GPU machine: headline table and stage seconds."""
-    lines = ["### GPU column", ""] + GPU_DESCRIPTION + [""] + headline_table(records) + [""]
+    lines = headline_table(records) + [""]
     staged = [r for r in records if r.get("stage_seconds")]
     if staged:
         stages = sorted({stage for r in staged for stage in r["stage_seconds"]})
@@ -221,7 +227,7 @@ def gpu_section(records: list[dict]) -> list[str]:
                   + " | reconstruct s |", "|" + "---|" * (len(stages) + 4)]
         lines += [f"| {r['name']} | {r['machine']} | {r['commit']} | "
                   + " | ".join(str(r["stage_seconds"].get(s, "-")) for s in stages)
-                  + f" | {r['seconds_reconstruct']:.1f} |" for r in staged] + [""]
+                  + f" | {r['seconds_reconstruct']:.1f} |" for r in staged]
     return lines
 
 
@@ -235,9 +241,10 @@ def section(records: list[dict], docs: Path, gpu: list[dict] = ()) -> list[str]:
     if not quality and not matrix and not calibration:
         return lines + ["No records of the realistic suites yet.", ""]
     if quality:
-        lines += headline_table(quality) + [""]
+        lines += marked("realistic-headline", headline_table(quality)) + [""]
     if gpu:
-        lines += gpu_section(list(gpu))
+        lines += ["### GPU column", ""] + GPU_DESCRIPTION + [""]
+        lines += marked("gpu-column", gpu_table(list(gpu))) + [""]
     if matrix:
         figure = matrix_figure(matrix, docs / "figures" / "robustness_matrix.png")
         lines += ["## Robustness matrix (every preset, lca0)", "",

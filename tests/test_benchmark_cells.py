@@ -128,3 +128,17 @@ def test_trace_diagnosis_tells_a_ghost_pairing_from_a_vessel_point():
     assert np.linalg.norm(ghost - a) > 3 and separation[0] == pytest.approx(
         np.linalg.norm(a - b), abs=0.2)
     assert separation[1] == pytest.approx(0.0, abs=0.2)
+
+
+def test_a_page_with_marked_blocks_keeps_its_prose():
+    from report import fill_blocks
+    from report_realistic import marked
+
+    page = "\n".join(["# Benchmarks", "Prose written by hand.",
+                      *marked("realistic-headline", ["| old | table |"]), "More prose.",
+                      *marked("unknown", ["| kept |"]), ""])
+    filled = fill_blocks(page, {"realistic-headline": ["| new | table |", "| row |"]})
+    assert filled == "\n".join(["# Benchmarks", "Prose written by hand.",
+                                *marked("realistic-headline", ["| new | table |", "| row |"]),
+                                "More prose.", *marked("unknown", ["| kept |"]), ""])
+    assert fill_blocks(filled, {"realistic-headline": ["| new | table |", "| row |"]}) == filled
