@@ -174,11 +174,19 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n).*?(<!-- end genera
                    re.DOTALL)
 
 
-def generated_blocks(records: list[dict], gpu: list[dict]) -> dict[str, list[str]]:
-    """The tables a page's marked blocks take, by block name."""
+def generated_blocks(records: list[dict], gpu: list[dict], docs: Path
+                     ) -> dict[str, list[str]]:
+    """The tables (and figures, written under ``docs``) a page's marked blocks take, by
+    block name; a block whose records are missing keeps what it holds."""
     realistic = [r for r in records if r["cell"]["suite"] == "realistic"]
-    return {"realistic-headline": report_realistic.headline_table(realistic),
-            "gpu-column": report_realistic.gpu_table(gpu)}
+    matrix = [r for r in records if r["cell"]["suite"] == "robustness-matrix"]
+    blocks = {"realistic-headline": report_realistic.headline_table(realistic)} \
+        if realistic else {}
+    if gpu:
+        blocks["gpu-column"] = report_realistic.gpu_table(gpu)
+    if matrix:
+        blocks["robustness-matrix"] = report_realistic.matrix_block(matrix, docs)
+    return blocks
 
 
 def fill_blocks(text: str, blocks: dict[str, list[str]]) -> str:
@@ -201,7 +209,7 @@ def write_report(results: Path, docs: Path) -> Path:
     gpu = load_records(results / "gpu") if (results / "gpu").is_dir() else []
     path = docs / "benchmarks.md"
     if path.is_file() and BLOCK.search(text := path.read_text()):
-        path.write_text(fill_blocks(text, generated_blocks(records, gpu)))
+        path.write_text(fill_blocks(text, generated_blocks(records, gpu, docs)))
         return path
     quality = [r for r in records if r["cell"]["suite"] == "quality"]  # inverse crime
     robustness = [r for r in records if r["cell"]["suite"] == "robustness"]

@@ -211,6 +211,13 @@ GPU_DESCRIPTION = [
 ]
 
 
+def matrix_block(records: list[dict], docs: Path) -> list[str]:
+    """The robustness matrix's figure (written to ``docs/figures/``) and table."""
+    figure = matrix_figure(records, docs / "figures" / "robustness_matrix.png")
+    return [f"![robustness matrix]({figure.relative_to(docs).as_posix()})", "",
+            *matrix_table(records)]
+
+
 def marked(name: str, lines: list[str]) -> list[str]:
     """``lines`` between the markers of block ``name``: what a later report run replaces in a
     page that also holds prose written by hand (``report.fill_blocks``)."""
@@ -246,15 +253,13 @@ def section(records: list[dict], docs: Path, gpu: list[dict] = ()) -> list[str]:
         lines += ["### GPU column", ""] + GPU_DESCRIPTION + [""]
         lines += marked("gpu-column", gpu_table(list(gpu))) + [""]
     if matrix:
-        figure = matrix_figure(matrix, docs / "figures" / "robustness_matrix.png")
         lines += ["## Robustness matrix (every preset, lca0)", "",
                   "Errors go into the geometry given to the fit only (rotation: view 2's "
                   "primary or secondary angle; isocenter: view 2's principal point moved by "
                   "the error times SID/SOD), or, for the shift, into view 2's simulation "
                   "only (the tree moved head-feet); view separation: LAO/RAO pairs at "
-                  "+-separation/2 without cranial tilt.", "",
-                  f"![robustness matrix]({figure.relative_to(docs).as_posix()})", ""]
-        lines += matrix_table(matrix) + [""]
+                  "+-separation/2 without cranial tilt.", ""]
+        lines += marked("robustness-matrix", matrix_block(matrix, docs)) + [""]
     if calibration:
         lines += ["## Self-calibration (views from 0.4 mm trees)", "",
                   "View 2's geometry given to the fit is off (or the tree moved head-feet in "
