@@ -33,8 +33,7 @@ from sdfcar.config import ReconstructionConfig, build_config  # noqa: E402
 from sdfcar.device import cpu_workers  # noqa: E402
 from sdfcar.geometry import REFERENCE_VIEWS, CaseGeometry  # noqa: E402
 from sdfcar.geometry.tubes import Segment, rasterize_segments  # noqa: E402
-from sdfcar.methods.tree.bridges import join  # noqa: E402
-from sdfcar.methods.tree.method import refit, repair  # noqa: E402
+from sdfcar.methods.tree.method import join_trees, refit, repair  # noqa: E402
 from sdfcar.methods.tubes.tracing import trace_tree  # noqa: E402
 from sdfcar.metrics import centerline_scores, cldice, dice  # noqa: E402
 from sdfcar.methods.base import Problem  # noqa: E402
@@ -108,8 +107,7 @@ def run_case(name: str, trees: int, rounds: int, overrides: list[str]
         clock = time.perf_counter()
         vessels = trace_tree(problem.measured, case.geometry, settings.tracing, silent,
                              cpu_workers()).vessels
-        vessels = join(vessels, problem.measured, case.geometry, settings.join_mm,
-                       settings.tracing.branch_threshold_mm, settings.tracing.step_mm)
+        vessels = join_trees(problem, settings, vessels)
         rows.append(("traced", scores(vessels, label, truth, grid), time.perf_counter() - clock))
         clock = time.perf_counter()
         vessels, _, _ = refit(problem, settings, vessels, True, silent)

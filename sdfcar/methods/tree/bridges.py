@@ -61,8 +61,8 @@ def join(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: Cas
     end joined, and starts at the path's anchor, with the path (resampled every
     ``step_mm``, its end radius throughout) as its first points. Order, names and the other
     vessels are kept; ``max_gap_mm <= 0`` joins nothing."""
-    if max_gap_mm <= 0:
-        return list(vessels)
+    if max_gap_mm <= 0 or sum(v.parent is None for v in vessels) < 2:
+        return list(vessels)  # nothing to join: no images filtered
     darkness = Darkness.of(images, geometry)
     joined: list[Segment] = []
     members: set[str] = set()

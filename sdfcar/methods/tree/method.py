@@ -95,8 +95,7 @@ class TreeMethod:
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")
-        joined = join(traced.vessels, problem.measured, problem.geometry, settings.join_mm,
-                      settings.tracing.branch_threshold_mm, settings.tracing.step_mm)
+        joined = join_trees(problem, settings, traced.vessels)
         seconds["tracing"], clock = _lap(clock)
         vessels, history, geometry = self._refined(problem, settings, joined, progress)
         seconds["refining"], clock = _lap(clock)
@@ -129,6 +128,14 @@ class TreeMethod:
             vessels, steps, problem = refit(problem, settings, grown, False, progress)
             history.append(record | {"round": round_, "vessels": len(vessels), "steps": steps})
         return vessels, history, problem.geometry
+
+
+def join_trees(problem: Problem, settings: TreeSettings, vessels: list[Segment]
+               ) -> list[Segment]:
+    """``vessels`` with further trees joined to the first (:func:`~sdfcar.methods.tree.
+    bridges.join`, within ``join_mm``, through points the tracer would take a branch at)."""
+    return join(vessels, problem.measured, problem.geometry, settings.join_mm,
+                settings.tracing.branch_threshold_mm, settings.tracing.step_mm)
 
 
 def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coarse: bool,
