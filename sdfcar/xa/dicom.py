@@ -84,6 +84,7 @@ class XARun:
     spacing_sources: tuple[str, ...] = ()  # where each frame's detector spacing came from
     detector_tags: Mapping[str, Any] = field(default_factory=dict)  # see DETECTOR_TAGS
     table: TablePosition | None = None  # where the run records it (sdfcar.xa.table)
+    heart_rate_bpm: float | None = None  # Heart Rate (0018,1088), when recorded
 
     @property
     def number_of_frames(self) -> int:
@@ -123,6 +124,7 @@ class XARun:
                 "frame_times": self.frame_times_ms is not None,
                 "ecg": bool(self.r_wave_frames),
                 "r_wave_frames": list(self.r_wave_frames),
+                "heart_rate_bpm": self.heart_rate_bpm,
                 "detector_spacing_source": sorted(set(self.spacing_sources)),
                 "detector_tags": dict(self.detector_tags),
                 "table": None if self.table is None else self.table.to_dict(),
@@ -169,8 +171,11 @@ def read_xa(path: str | Path, overrides: Mapping[str, Any] | None = None) -> XAR
                                 int(dataset.get("BitsStored") or 8 * pixels.itemsize), notes)
     if not r_waves and len(pixels) > 1:
         notes.append("no ECG (R-wave) information: the frame is chosen by vessel contrast alone")
+    rate = _plain(dataset.get("HeartRate"))
+    rate = float(rate) if isinstance(rate, (int, float)) and 20 <= rate <= 300 else None
     return XARun(path, pixels, views, intensity, times, r_waves, UID(sop).name, tuple(notes),
-                 tuple(s.source for s in spacings), detector, read_table_position(dataset))
+                 tuple(s.source for s in spacings), detector, read_table_position(dataset),
+                 rate)
 
 
 def _open(path: Path) -> Dataset:

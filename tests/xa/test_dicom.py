@@ -13,7 +13,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sdfcar.io.case import Case
 from sdfcar.apps.cli import main
 from sdfcar.errors import InputError
-from sdfcar.xa.frames import END_DIASTOLE_MIN_CONTRAST, choose_frame
+from sdfcar.xa.frames import (DIASTOLE_PHASE, END_DIASTOLE_MIN_CONTRAST, cardiac_phases,
+                               choose_frame, diastolic_frame)
 from sdfcar.geometry import REFERENCE_VIEWS, VolumeGrid
 from sdfcar.physics.contrast import CONTRAST_MU_PER_MM
 from sdfcar.xa import (ENHANCED_XA_SOP_CLASS, GeometryOverrides, load_geometry_overrides,
@@ -278,6 +279,50 @@ def test_frame_choice_without_ecg_takes_the_most_contrast(cine, tmp_path):
     with pytest.raises(InputError, match=r"--frame: expected a frame number from 1 to 24, "
                                          r"got 25"):
         choose_frame(run, 25)
+
+
+def test_cardiac_phases_follow_the_r_waves_and_the_heart_rate(cine, tmp_path):
+    _, runs, paths = cine
+    run = read_xa(paths[0])
+    assert run.heart_rate_bpm == 75.0
+    # Two R waves give the interval; the phase is counted from the R-wave frame, which lies
+    # within half a frame (33 ms of an 800 ms beat) of the true R wave.
+    error = (cardiac_phases(run) - runs[0].phase + 0.5) % 1.0 - 0.5
+    assert np.abs(error).max() < 0.05
+    one_wave = read_xa(_edited(cine, tmp_path, "one.dcm",
+                               FrameNumbersOfInterest=[run.r_wave_frames[0]],
+                               FrameOfInterestType=["RWAVE"],
+                               FrameOfInterestDescription=["R wave"]))
+    np.testing.assert_allclose(cardiac_phases(one_wave), cardiac_phases(run), atol=0.02)
+    no_rate = read_xa(_edited(cine, tmp_path, "norate.dcm", HeartRate=None,
+                              FrameNumbersOfInterest=[run.r_wave_frames[0]],
+                              FrameOfInterestType=["RWAVE"],
+                              FrameOfInterestDescription=["R wave"]))
+    assert no_rate.heart_rate_bpm is None and cardiac_phases(no_rate) is None
+
+
+def test_a_short_run_whose_r_wave_is_unfilled_takes_a_diastolic_frame(tmp_path):
+    """12 frames (0.8 s at 75 bpm): the only R wave falls before the contrast arrives and
+    the most-contrast frame lies near end-systole, where the tree is 3 % smaller."""
+    _, _, runs = phantom_pair("rca", 0, 128, CineOptions(frames=12))
+    run = read_xa(write_xa(tmp_path / "short.dcm", runs[0]))
+    choice = choose_frame(run)
+    scores = np.array(choice.scores)
+    assert choice.rule == "diastole" and "in diastole" in choice.reason
+    assert runs[0].phase[choice.number - 1] >= DIASTOLE_PHASE
+    assert scores[choice.number - 1] >= END_DIASTOLE_MIN_CONTRAST * scores.max()
+    assert runs[0].phase[int(np.argmax(scores))] < DIASTOLE_PHASE
+    assert all(scores[n - 1] < END_DIASTOLE_MIN_CONTRAST * scores.max()
+               for n in run.r_wave_frames)
+
+
+def test_diastolic_frame_falls_back_to_the_filled_frame_nearest_an_r_wave():
+    # An 8-frame run covering phases 0-0.6: no well-filled frame in diastole.
+    phases = np.array([0.92, 0.0, 0.08, 0.17, 0.25, 0.33, 0.42, 0.5])
+    scores = np.array([0.1, 0.2, 0.85, 0.95, 1.0, 0.99, 0.9, 0.7])
+    assert diastolic_frame(scores, phases) == (3, "nearest an R wave")
+    phases[6:] = [0.62, 0.7]
+    assert diastolic_frame(scores, phases) == (7, "in diastole")  # 0.7's score is too low
 
 
 # ----------------------------------------------------------------------------- pairs
