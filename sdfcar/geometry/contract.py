@@ -325,6 +325,18 @@ class ViewGeometry:
         rays = self.pixel_points(rows, cols) - self.source
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
+    def pixel_rays(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """:meth:`ray_directions` through the centres of pixels ``(rows, cols)`` (integer
+        indices), looked up in a table of every pixel's ray computed once per view: the
+        tube tracer and the tube tree's renderer ask for the same pixels thousands of
+        times."""
+        return self._pixel_rays[rows, cols]
+
+    @cached_property
+    def _pixel_rays(self) -> np.ndarray:
+        rows, cols = np.indices(self.detector_shape)
+        return self.ray_directions(rows.ravel(), cols.ravel()).reshape(*self.detector_shape, 3)
+
     @property
     def projection_matrix(self) -> np.ndarray:
         """3x4 matrix ``P`` with ``P @ (x, y, z, 1) ~ (col, row, 1)`` in pixel units."""

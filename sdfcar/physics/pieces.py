@@ -70,7 +70,7 @@ def piece_pairs(view: ViewGeometry, starts: np.ndarray, ends: np.ndarray,
     for k in np.flatnonzero(np.all(high > low, axis=1)):
         rows, cols = np.mgrid[low[k, 0]:high[k, 0], low[k, 1]:high[k, 1]]
         rows, cols = rows.ravel(), cols.ravel()
-        directions = view.ray_directions(rows, cols)
+        directions = view.pixel_rays(rows, cols)
         axis = ends[k] - starts[k]
         length = max(float(np.linalg.norm(axis)), 1e-9)
         distance, along = ray_axis_distance(source, directions, starts[k], axis / length)

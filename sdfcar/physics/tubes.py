@@ -41,10 +41,6 @@ class DetectorRays:
         self.pixel_mm_at_isocenter = float(
             spacing * view.source_to_isocenter_mm / view.source_to_detector_mm)
 
-    def directions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Unit ray directions ``(N, 3)`` through the centres of pixels ``(rows, cols)``."""
-        return self.view.ray_directions(rows, cols)
-
     def project(self, points: np.ndarray) -> np.ndarray:
         """Detector coordinates ``(..., 2)`` as (row, col) of LPS points ``(..., 3)``."""
         return self.view.project_points(points)
@@ -61,7 +57,7 @@ class DetectorRays:
             return None
         rows, cols = np.mgrid[low[0]:high[0], low[1]:high[1]]
         rows, cols = rows.ravel(), cols.ravel()
-        rays = self.directions(rows.astype(float), cols.astype(float))
+        rays = self.view.pixel_rays(rows, cols)
         distance, along = ray_axis_distance(self.source, rays, centre, axis)
         keep = (np.abs(along) <= half_length) & (distance <= reach_mm)
         if np.count_nonzero(keep) < 4:

@@ -62,6 +62,15 @@ def test_pixel_centres_and_projection_matrix_agree(primary, secondary):
     assert col == pytest.approx(39.5 + 2.5 / 0.4)
 
 
+def test_pixel_rays_are_the_ray_directions_through_pixel_centres():
+    v = view(29.7, -12.0, offset=(3.0, -2.5))
+    rows, cols = np.array([0, 5, 63, 17]), np.array([79, 0, 40, 17])
+    # The table lookup returns the same floats as computing the rays, so traced trees do
+    # not depend on which one a caller uses.
+    assert np.array_equal(v.pixel_rays(rows, cols), v.ray_directions(rows, cols))
+    np.testing.assert_allclose(np.linalg.norm(v.pixel_rays(rows, cols), axis=1), 1.0)
+
+
 def test_magnification_is_sid_over_sod():
     v = view()
     row, col = v.project_points(np.array([10.0, 0.0, 0.0]))

@@ -36,17 +36,24 @@ def support(vessels: Sequence[Segment], problem: Problem) -> np.ndarray:
             owners = (piece_vessel.index_select(0, target.pairs.pieces),
                       slot_vessel.index_select(0, target.ball_pairs.pieces))
             pieces, balls = target.piece_parts(model), target.ball_parts(model)
-
-            def rendered(keep: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-                return render_union(
-                    [(target.pairs.subset(keep(owners[0])), piece_intervals, pieces),
-                     (target.ball_pairs.subset(keep(owners[1])), ball_intervals, balls)],
-                    target.source, target.pixel_count)
-
-            everything = rendered(lambda owner: owner >= 0)
             for n in range(len(vessels)):
+                # Only the pixels this vessel reaches can change: render them alone.
+                near = torch.zeros(target.pixel_count, dtype=torch.bool, device=problem.device)
+                near[target.pairs.pixels[owners[0] == n]] = True
+                near[target.ball_pairs.pixels[owners[1] == n]] = True
+                local = (near.index_select(0, target.pairs.pixels),
+                         near.index_select(0, target.ball_pairs.pixels))
+
+                def rendered(keep: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                    return render_union(
+                        [(target.pairs.subset(local[0] & keep(owners[0])), piece_intervals,
+                          pieces),
+                         (target.ball_pairs.subset(local[1] & keep(owners[1])),
+                          ball_intervals, balls)],
+                        target.source, target.pixel_count)
+
                 others = rendered(lambda owner: owner != n)
-                own = everything - others  # what only this vessel adds to the union
+                own = rendered(lambda owner: owner >= 0) - others  # what only it adds
                 energy = float((own * own).sum())
                 scores[n, v_index] = float(((target.measured - others) * own).sum()) / energy \
                     if energy > 0 else 0.0
