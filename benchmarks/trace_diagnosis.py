@@ -9,7 +9,7 @@ unexplained (the tracer keeps the least), Dice, clDice, centreline recall and pr
 the **ghost-paired** ones: points whose projection lies within :data:`PAIRED_MM` of the
 projected true centrelines in *both* views while the true points they project onto are more
 than 3 mm apart (one vessel in view 1, another in view 2: a pairing the two views cannot
-tell from a vessel).
+tell from a vessel), with the median share of their tangents along the epipolar axis.
 
     python benchmarks/trace_diagnosis.py --cases lca0,lca1 [--trees 6] [--set KEY=VALUE]
         [--out FILE.md]
@@ -44,7 +44,9 @@ the true radius there; per tree grown from it: the integral it leaves unexplaine
 tracer keeps the least: *kept*), scores against the 0.8 mm label and the true centrelines,
 and its centreline points on the truth (within 1.2 mm), off it (beyond 3 mm) and, of those,
 ghost-paired (projecting within 1 mm of a true centreline in both views, onto true points
-more than 3 mm apart).
+more than 3 mm apart); last, the median share of the tangent along the epipolar axis
+(abs(t . e); 0: in an epipolar plane, where two views give no depth) of the points on the
+truth and of the ghost-paired ones.
 
 """
 
@@ -63,18 +65,43 @@ def pairing(points: np.ndarray, case: Case) -> tuple[np.ndarray, np.ndarray]:
     return near[0] & near[1], separation
 
 
+def epipolar_share(vessels: list[Segment], case: Case) -> np.ndarray:
+    """Per centreline point: ``|t . e|``, the share of the vessel's tangent ``t`` along the
+    epipolar axis ``e`` (normal to both views' rays through the point), the one direction
+    both views see; near 0 the vessel runs in an epipolar plane, where two views give no
+    depth ("Which way ghost pairings run" in docs/reconstruction-notes.md)."""
+    shares = []
+    for vessel in vessels:
+        if len(vessel.points) < 2:
+            shares.append(np.zeros(len(vessel.points)))
+            continue
+        tangent = np.gradient(vessel.points, axis=0)
+        rays = [vessel.points - view.source for view in case.geometry.views]
+        axis = np.cross(rays[0], rays[1])
+        shares.append(np.abs(np.sum(tangent * axis, axis=1)) / np.maximum(
+            np.linalg.norm(tangent, axis=1) * np.linalg.norm(axis, axis=1), 1e-12))
+    return np.concatenate(shares) if shares else np.empty(0)
+
+
 def tree_row(vessels: list[Segment], case: Case) -> dict[str, float]:
-    """Scores of the traced ``vessels`` and the fractions of their points on the truth, off
-    it and ghost-paired."""
+    """Scores of the traced ``vessels``, the fractions of their points on the truth, off it
+    and ghost-paired, and the median :func:`epipolar_share` of the points on the truth and
+    of the ghost-paired ones."""
     row = scores(vessels, case.label, case.truth, case.geometry.volume)
     points = np.vstack([v.points for v in vessels]) if vessels else np.empty((0, 3))
     distance, _ = cKDTree(case.truth.points).query(points)
     paired, separation = pairing(points, case)
     off = distance > OFF_MM
+    ghost = off & paired & (separation > OFF_MM)
+    share = epipolar_share(vessels, case)
     count = max(len(points), 1)
+
+    def median(selected: np.ndarray) -> float:
+        return float(np.median(share[selected])) if np.any(selected) else float("nan")
+
     row |= {"points": len(points), "on": float(np.sum(distance <= ON_MM)) / count,
-            "off": float(np.sum(off)) / count,
-            "ghost": float(np.sum(off & paired & (separation > OFF_MM))) / count}
+            "off": float(np.sum(off)) / count, "ghost": float(np.sum(ghost)) / count,
+            "share_on": median(distance <= ON_MM), "share_ghost": median(ghost)}
     return row
 
 
@@ -93,7 +120,8 @@ def diagnose(name: str, trees: int, overrides: list[str]) -> list[str]:
                     f"{distance:.1f} | {start.radius:.2f} / {case.truth.radii[index]:.2f} | "
                     f"{tree.unexplained:.0f} | {s['dice']:.3f} | {s['cldice']:.3f} | "
                     f"{s['recall']:.3f} | {s['precision']:.3f} | {s['vessels']} | "
-                    f"{s['points']} | {s['on']:.2f} | {s['off']:.2f} | {s['ghost']:.2f} |")
+                    f"{s['points']} | {s['on']:.2f} | {s['off']:.2f} | {s['ghost']:.2f} | "
+                    f"{s['share_on']:.2f} / {s['share_ghost']:.2f} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -103,7 +131,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = ["| case | start tube | off truth (mm) | radius / true (mm) | unexplained | Dice | "
              "clDice | cl recall 1 mm | cl precision 1 mm | vessels | points | on truth | "
-             "off (> 3 mm) | ghost-paired |", "|" + "---|" * 14]
+             "off (> 3 mm) | ghost-paired | median abs(t . e) on / ghost |", "|" + "---|" * 15]
     for name in args.cases.split(","):
         lines += diagnose(name, args.trees, args.set)
     write_table(args.out, HEADER, lines,
