@@ -130,6 +130,24 @@ def test_trace_diagnosis_tells_a_ghost_pairing_from_a_vessel_point():
     assert separation[1] == pytest.approx(0.0, abs=0.2)
 
 
+def test_epipolar_share_is_one_along_the_epipolar_axis_and_zero_along_a_ray():
+    import trace_diagnosis
+    from sdfcar.geometry.tubes import Segment
+
+    geometry = CaseGeometry(REFERENCE_VIEWS)
+    first, second = geometry.views
+    axis = np.cross(-first.source, -second.source)
+    axis /= np.linalg.norm(axis)
+    ray = -first.source / np.linalg.norm(first.source)
+    steps = np.linspace(-0.5, 0.5, 11)[:, None]
+    vessels = [Segment("along e", steps * axis, np.ones(11), None),
+               Segment("along view 1's ray", steps * ray, np.ones(11), None)]
+    case = trace_diagnosis.Case(geometry, None, None, None, None)
+    share = trace_diagnosis.epipolar_share(vessels, case)
+    np.testing.assert_allclose(share[:11], 1.0, atol=1e-3)
+    np.testing.assert_allclose(share[11:], 0.0, atol=1e-3)
+
+
 def test_a_page_with_marked_blocks_keeps_its_prose():
     from report import fill_blocks
     from report_realistic import marked
