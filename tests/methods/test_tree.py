@@ -256,6 +256,52 @@ def test_join_bridges_a_further_tree_along_the_vessel_both_views_show():
     assert join(vessels, views, GEOMETRY, 0.0, 0.5, 0.8) == vessels
 
 
+def test_rerooted_turns_a_tree_around_a_branch_tip():
+    from sdfcar.methods.tree.bridges import rerooted
+
+    x = np.arange(10.0)[:, None] * [1.0, 0.0, 0.0]
+    root = Segment("root", x, np.full(10, 1.5), None)
+    a = Segment("a", x[4] + np.arange(5.0)[:, None] * [0.0, 1.0, 0.0], np.full(5, 1.0), "root")
+    b = Segment("b", a.points[2] + np.arange(4.0)[:, None] * [0.0, 0.0, 1.0], np.full(4, 0.8),
+                "a")
+    c = Segment("c", x[2] - np.arange(3.0)[:, None] * [0.0, 1.0, 0.0], np.full(3, 0.7), "root")
+    tree = rerooted([root, a, b, c], "b")
+    by_name = {v.name: v for v in tree}
+    assert tree[0].name == "b" and tree[0].parent is None
+    np.testing.assert_array_equal(tree[0].points, np.vstack([b.points[::-1], a.points[1::-1],
+                                                             x[3::-1]]))
+    assert (by_name["a"].parent, by_name["root"].parent, by_name["c"].parent) == ("b",) * 3
+    np.testing.assert_array_equal(by_name["a"].points, a.points[2:])
+    np.testing.assert_array_equal(by_name["root"].points, x[4:])
+    # The same points, every branch attached: the model holds as many points as before.
+    before, after = (TreeModel.from_segments(t) for t in ([root, a, b, c], tree))
+    assert after.points.shape[0] == before.points.shape[0] == 10 + 4 + 3 + 2
+
+
+def test_join_reaches_a_further_tree_through_a_branch_tip():
+    from sdfcar.methods.tree.bridges import join
+
+    truth = _bent()
+    side = Segment("side", truth.points[50] + np.linspace(0, 12, 16)[:, None] * [0, 0.6, 0.8],
+                   np.full(16, 0.8), "bent")
+    views = _views([truth, side], 2)
+    first = Segment("bent", truth.points[:25], truth.radii[:25], None)
+    # A further tree traced from the side vessel's far end: its root's ends lie more than
+    # 10 mm from the first tree; the branch back towards the gap ends 6 mm from it.
+    further = Segment("side", side.points[::-1], side.radii[::-1], None)
+    beyond = Segment("beyond", truth.points[50:34:-1], truth.radii[50:34:-1], "side")
+    distal = Segment("distal", truth.points[50:], truth.radii[50:], "side")
+    joined = join([first, further, beyond, distal], views, GEOMETRY, 10.0, 0.5, 0.8)
+    by_name = {v.name: v for v in joined}
+    assert [v.name for v in joined][:2] == ["bent", "beyond"] and len(joined) == 3
+    assert by_name["beyond"].parent == "bent" and by_name["distal"].parent == "beyond"
+    rooted = by_name["beyond"].points
+    assert np.array_equal(rooted[0], truth.points[24])
+    assert np.array_equal(rooted[-len(side.points):], side.points)  # up to the far end
+    model = TreeModel.from_segments(joined)
+    assert model.points.shape[0] == len(rooted) - 1 + 25 + len(distal.points) - 1
+
+
 def _crossing_y_tree():
     """A trunk and two branches; the second passes 6 mm behind the first along view 1's
     beam, so the branches cross in view 1 and lie apart in view 2."""

@@ -11,7 +11,8 @@ from sdfcar.geometry.tubes import Segment, rasterize_segments
 from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import project_label
 from sdfcar.methods.tubes.tracing import (TubeSettings, _Tracer, _ViewData, extend_tree,
-                                          find_start_tubes, fit_tube, trace_tree)
+                                          find_start_tubes, fit_tube, trace_tree,
+                                          trimmed_ends)
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
 VIEWS = (ViewGeometry(29.7, 0.1, 993.0, 757.0, (160, 160), (0.6, 0.6)),
@@ -184,6 +185,23 @@ def test_extend_tree_follows_vessels_on_beyond_both_free_ends():
     # The added points lie on the true centreline.
     distance = np.linalg.norm(grown[0].points[:, None] - points[None], axis=2).min(axis=1)
     assert np.median(distance) < 0.3
+
+
+def test_trimmed_ends_drop_thinning_free_ends_and_keep_branch_points():
+    line = np.stack([np.arange(10.0), np.zeros(10), np.zeros(10)], axis=1)
+    # A root thinning at both ends (1.0 against 1.5), a branch from its point 1 tapering
+    # 3 % a step (kept: 0.97^3 > 0.9), a root whose thin first point carries a branch.
+    root = Segment("root", line, np.array([1.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.3, 1.0, 0.8]),
+                   None)
+    taper = Segment("taper", line[1] + line[:6, [1, 0, 2]], 1.2 * 0.97 ** np.arange(6), "root")
+    anchored = Segment("anchored", line + [0, 0, 9], np.array([0.7] + [1.5] * 8 + [0.7]), None)
+    child = Segment("child", anchored.points[0] + line[:5, [1, 2, 0]], np.full(5, 0.6),
+                    "anchored")
+    trimmed = {v.name: v for v in trimmed_ends([root, taper, anchored, child])}
+    np.testing.assert_array_equal(trimmed["root"].points, line[1:7])  # 1.3 < 0.9 * 1.5
+    np.testing.assert_array_equal(trimmed["taper"].points, taper.points)
+    np.testing.assert_array_equal(trimmed["anchored"].points, anchored.points[:-1])
+    np.testing.assert_array_equal(trimmed["child"].points, child.points)
 
 
 def _two_vessels():

@@ -54,56 +54,123 @@ class Darkness:
 
 def join(vessels: Sequence[Segment], images: Sequence[np.ndarray], geometry: CaseGeometry,
          max_gap_mm: float, threshold_mm: float, step_mm: float) -> list[Segment]:
-    """``vessels`` with every further tree (a root after the first vessel) made a branch of
-    the vessels before it that already belong to the first tree, where a path dark in both
-    views (at least ``threshold_mm`` of integral) leads from one of the root's ends to their
-    centreline points within ``max_gap_mm``: the root is reversed if its last point is the
-    end joined, and starts at the path's anchor, with the path (resampled every
-    ``step_mm``, its end radius throughout) as its first points. Order, names and the other
-    vessels are kept; ``max_gap_mm <= 0`` joins nothing."""
+    """``vessels`` with every further tree (a root after the first vessel, with its
+    branches) made a branch of the first tree where a path dark in both views (at least
+    ``threshold_mm`` of integral) leads from one of its free ends (either end of its root,
+    the last point of a branch) to the first tree's centreline points within
+    ``max_gap_mm``: the further tree is rerooted at that end (:func:`rerooted`) and its new
+    root starts at the path's anchor, with the path (resampled every ``step_mm``, the end's
+    radius throughout) as its first points. The first tree and the trees not joined are
+    kept as they are; a joined tree's vessels follow the first tree's, parents first.
+    ``max_gap_mm <= 0`` joins nothing."""
     if max_gap_mm <= 0 or sum(v.parent is None for v in vessels) < 2:
         return list(vessels)  # nothing to join: no images filtered
     darkness = Darkness.of(images, geometry)
-    joined: list[Segment] = []
-    members: set[str] = set()
+    first, *further = trees(vessels)
+    joined, apart = list(first), []
+    for tree in further:
+        bridged = _bridged(tree, joined, darkness, max_gap_mm, threshold_mm, step_mm)
+        if bridged is None:
+            apart += tree
+        else:
+            joined += bridged
+    return joined + apart
+
+
+def trees(vessels: Sequence[Segment]) -> list[list[Segment]]:
+    """``vessels`` grouped by tree (each root with its branches, in their order), the trees
+    in the order of their roots."""
+    root_of: dict[str, str] = {}
     for vessel in vessels:
-        if vessel.parent is not None or not joined:
-            joined.append(vessel)
-            if vessel.parent is None or vessel.parent in members:
-                members.add(vessel.name)
-            continue
-        tree = [v for v in joined if v.name in members]
-        bridged = _bridged(vessel, tree, darkness, max_gap_mm, threshold_mm, step_mm)
-        joined.append(bridged or vessel)
-        if bridged is not None:
-            members.add(vessel.name)
-    return joined
+        root_of[vessel.name] = root_of.get(vessel.parent, vessel.name) \
+            if vessel.parent is not None else vessel.name
+    groups: dict[str, list[Segment]] = {}
+    for vessel in vessels:
+        groups.setdefault(root_of[vessel.name], []).append(vessel)
+    return list(groups.values())
 
 
-def _bridged(root: Segment, tree: Sequence[Segment], darkness: Darkness, max_gap_mm: float,
-             threshold_mm: float, step_mm: float) -> Segment | None:
-    """``root`` as a branch of ``tree`` along the cheaper of its two ends' paths (see
-    :func:`join`), or None when neither end has one."""
-    points = np.concatenate([v.points for v in tree])
-    owners = np.repeat(np.arange(len(tree)), [len(v.points) for v in tree])
+def rerooted(tree: Sequence[Segment], name: str) -> list[Segment]:
+    """The tree ``tree`` (its root first, parents before branches) rerooted at the last
+    point of vessel ``name``: the new root (named ``name``) runs from there back along
+    ``name`` and up through its ancestors to the old root's first point; each ancestor's
+    part beyond the point it was left at becomes a branch of the new root, under its own
+    name; branches keep their points and move to whichever of the two now holds their
+    first point. Parents come before their branches."""
+    by_name = {v.name: v for v in tree}
+    chain = [by_name[name]]
+    while chain[-1].parent is not None:
+        chain.append(by_name[chain[-1].parent])
+    points, radii = [chain[0].points[::-1]], [chain[0].radii[::-1]]
+    kept: dict[str, Segment] = {}
+    parent_of = {v.name: v.parent for v in tree}
+    for child, ancestor in zip(chain, chain[1:]):
+        at = _index_of(ancestor.points, child.points[0])
+        points.append(ancestor.points[:at][::-1])
+        radii.append(ancestor.radii[:at][::-1])
+        rest = len(ancestor.points) - at >= 2
+        if rest:
+            kept[ancestor.name] = Segment(ancestor.name, ancestor.points[at:],
+                                          ancestor.radii[at:], name)
+        for branch in tree:  # branches that left from what is now the new root
+            if branch.parent == ancestor.name and branch.name != child.name and (
+                    not rest or _index_of(ancestor.points, branch.points[0]) < at):
+                parent_of[branch.name] = name
+    root = Segment(name, np.vstack(points), np.concatenate(radii), None)
+    chained = {c.name for c in chain}
+    others = [kept[v.name] if v.name in kept else
+              Segment(v.name, v.points, v.radii, parent_of[v.name])
+              for v in tree if v.name in kept or v.name not in chained]
+    return _parents_first([root] + others)
+
+
+def _index_of(points: np.ndarray, point: np.ndarray) -> int:
+    """The index of the point of ``points`` nearest ``point``."""
+    return int(np.argmin(np.linalg.norm(points - point, axis=1)))
+
+
+def _parents_first(vessels: Sequence[Segment]) -> list[Segment]:
+    """``vessels`` reordered so that every parent comes before its branches (stable)."""
+    placed: set[str | None] = {None}
+    ordered, waiting = [], list(vessels)
+    while waiting:
+        ready = [v for v in waiting if v.parent in placed]
+        ordered += ready
+        placed |= {v.name for v in ready}
+        waiting = [v for v in waiting if v.name not in placed]
+    return ordered
+
+
+def _bridged(tree: Sequence[Segment], first: Sequence[Segment], darkness: Darkness,
+             max_gap_mm: float, threshold_mm: float, step_mm: float) -> list[Segment] | None:
+    """``tree`` rerooted at its free end with the cheapest path to ``first`` and made a
+    branch of it along that path (see :func:`join`), or None when no end has one."""
+    points = np.concatenate([v.points for v in first])
+    owners = np.repeat(np.arange(len(first)), [len(v.points) for v in first])
     index = cKDTree(points)
-    best: tuple[float, int, np.ndarray, int] | None = None
-    for end in (0, -1):
-        anchors = index.query_ball_point(root.points[end], max_gap_mm)
-        found = _path(root.points[end], points[anchors], darkness, threshold_mm) \
-            if anchors else None
+    root = tree[0]
+    ends = [(root.name, 0), (root.name, -1)] + [(v.name, -1) for v in tree[1:]]
+    best: tuple[float, str, int, np.ndarray, int] | None = None
+    for name, end in ends:
+        tip = next(v for v in tree if v.name == name).points[end]
+        anchors = index.query_ball_point(tip, max_gap_mm)
+        found = _path(tip, points[anchors], darkness, threshold_mm) if anchors else None
         if found is not None and (best is None or found[0] < best[0]):
-            best = (found[0], end, found[1], anchors[found[2]])
+            best = (found[0], name, end, found[1], anchors[found[2]])
     if best is None:
         return None
-    _, end, path, anchor = best
+    _, name, end, path, anchor = best
+    if name != root.name:  # a branch's last point: it becomes the root's first
+        tree, end = rerooted(tree, name), 0
+        root = tree[0]
     ordered = (root.points, root.radii) if end == 0 else (root.points[::-1], root.radii[::-1])
     bridge = _resampled(np.vstack([points[anchor], path[1:-1], ordered[0][0]]), step_mm)[:-1]
     if np.linalg.norm(points[anchor] - ordered[0][0]) < MIN_GAP_MM:
         bridge = bridge[:0]  # the root starts at the anchor: no zero-length piece
-    return Segment(root.name, np.vstack([bridge, ordered[0]]),
-                   np.concatenate([np.full(len(bridge), ordered[1][0]), ordered[1]]),
-                   tree[owners[anchor]].name)
+    joined = Segment(root.name, np.vstack([bridge, ordered[0]]),
+                     np.concatenate([np.full(len(bridge), ordered[1][0]), ordered[1]]),
+                     first[owners[anchor]].name)
+    return [joined] + list(tree[1:])
 
 
 def _path(start: np.ndarray, anchors: np.ndarray, darkness: Darkness, threshold_mm: float

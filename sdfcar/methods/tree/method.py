@@ -8,11 +8,12 @@ give the pipeline its occupancy and signed distance.
    on (:mod:`sdfcar.pipeline.calibration` has corrected the geometry), view 2's pose too:
    alone on the binned views first, then with the tree (:mod:`sdfcar.methods.tree.pose`).
    First, every further tree the tracer found is joined to the first where both views
-   show a vessel between them (:mod:`sdfcar.methods.tree.bridges`), so one tree is fitted.
+   show a vessel between them (:mod:`sdfcar.methods.tree.bridges`), so one tree is fitted,
+   and the free ends are trimmed (:func:`~sdfcar.methods.tubes.tracing.trimmed_ends`).
 3. **Topology** (:mod:`sdfcar.methods.tree.topology`), ``rounds`` times: drop branches the
    views do not support, follow every vessel on beyond its end and trace the branches the
-   refined tree leaves unexplained, refine again at full resolution; stop when a round
-   changes nothing.
+   refined tree leaves unexplained, join further trees that now reach the first, trim the
+   free ends, refine again at full resolution; stop when a round changes nothing.
 4. **Field**: the signed distance of the union of the refined tapered tubes
    (:func:`sdfcar.geometry.tubes.segments_sdf`), exact near the surface, and the occupancy
    as the fraction of ``supersample^3`` sub-points per voxel inside it (partial volume),
@@ -41,7 +42,7 @@ from sdfcar.methods.tree.pose import Motion
 from sdfcar.methods.tree.model import TreeModel
 from sdfcar.methods.tree.refine import RefineSettings, refine, view_targets
 from sdfcar.methods.tree.topology import prune, retrace
-from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
+from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree, trimmed_ends
 from sdfcar.progress import Progress, Step
 
 #: The signed distance is exact within this distance of the tree's surface (mm).
@@ -95,7 +96,7 @@ class TreeMethod:
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                 "and that the views hold line integrals in mm)")
-        joined = join_trees(problem, settings, traced.vessels)
+        joined = trimmed_ends(join_trees(problem, settings, traced.vessels))
         seconds["tracing"], clock = _lap(clock)
         vessels, history, geometry = self._refined(problem, settings, joined, progress)
         seconds["refining"], clock = _lap(clock)
@@ -173,13 +174,15 @@ def refit(problem: Problem, settings: TreeSettings, vessels: list[Segment], coar
 def repair(problem: Problem, settings: TreeSettings, vessels: list[Segment]
            ) -> tuple[list[Segment], dict[str, int]]:
     """One topology round's new tree (unsupported branches dropped, vessels followed on
-    beyond their ends, missed branches traced) and how many vessels it dropped, extended
-    and added."""
+    beyond their ends, missed branches traced, further trees joined to the first, free
+    ends trimmed) and how many vessels it dropped, extended and added, and how many trees
+    it joined."""
     kept = prune(vessels, problem, settings.min_support)
     grown = retrace(kept, problem.measured, problem.geometry, settings.tracing)
     extended = sum(len(after.points) > len(before.points) for before, after in zip(kept, grown))
-    return grown, {"pruned": len(vessels) - len(kept), "extended": extended,
-                   "added": len(grown) - len(kept)}
+    joined = trimmed_ends(join_trees(problem, settings, grown))
+    return joined, {"pruned": len(vessels) - len(kept), "extended": extended,
+                    "added": len(grown) - len(kept), "joined": _roots(grown) - _roots(joined)}
 
 
 def _field(grid: VolumeGrid, vessels: list[Segment], supersample: int

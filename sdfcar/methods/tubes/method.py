@@ -9,7 +9,7 @@ from sdfcar.device import cpu_workers
 from sdfcar.errors import bad_input
 from sdfcar.geometry.tubes import centreline_record, tree_occupancy
 from sdfcar.methods.base import Problem, Reconstruction
-from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree
+from sdfcar.methods.tubes.tracing import TubeSettings, trace_tree, trimmed_ends
 from sdfcar.progress import Progress
 
 #: Traced tubes are voxelised with this many sub-points per voxel edge.
@@ -40,14 +40,15 @@ class TubeMethod:
         if not traced.vessels:
             raise bad_input("views", "no vessel found: no tube fits both views (check the geometry "
                                      "and that the views hold line integrals in mm)")
-        occupancy = tree_occupancy(traced.vessels, problem.grid, supersample=SUPERSAMPLE)
+        vessels = trimmed_ends(traced.vessels)
+        occupancy = tree_occupancy(vessels, problem.grid, supersample=SUPERSAMPLE)
         if not (occupancy >= 0.5).any():
             raise bad_input("views", "the traced vessels lie outside the volume (check the "
                                      "geometry's volume)")
-        statistics = {"vessels": len(traced.vessels), "trees_tried": traced.trees_tried,
+        statistics = {"vessels": len(vessels), "trees_tried": traced.trees_tried,
                       "trees_kept": traced.trees_kept,
                       "unexplained_integral": round(traced.unexplained, 3),
-                      "centreline_points": int(sum(len(v.points) for v in traced.vessels)),
+                      "centreline_points": int(sum(len(v.points) for v in vessels)),
                       "seconds": round(time.perf_counter() - started, 3),
-                      "centrelines": centreline_record(traced.vessels)}
+                      "centrelines": centreline_record(vessels)}
         return Reconstruction(occupancy, None, statistics)
