@@ -15,7 +15,11 @@ reconstruction grid (0.4 mm for the 0.8 mm grid) at the reference geometry (two 
 views); geometry errors go into the geometry given to the fit only, never into the
 simulation. Each cell is scored against the tree's label on the reconstruction grid
 (``scores``) and against its 0.4 mm label (``scores_fine``; the method's label resampled),
-with the true centrelines and radii for the centreline metrics. The ceiling row scores the
+with the true centrelines and radii for the centreline metrics; a method with a tree model
+also has its own centrelines scored against the true ones (``scores_centrelines``: what
+the QCA measures, rather than the label's skeleton), and a method with a continuous model
+its outputs written at the fine spacing (``--output-spacing``) scored against the fine
+label (``scores_output_fine``), after the cell's time is taken. The ceiling row scores the
 0.4 mm label averaged onto the 0.8 mm grid and thresholded at 0.5 the same way.
 """
 
@@ -35,9 +39,9 @@ import numpy as np
 from harness import CEILING, Cell, cell_config, cell_record, cell_views
 from sdfcar.centerlines import Centerlines, from_polylines, parse, segments_json
 from sdfcar.geometry import CaseGeometry, VolumeGrid
-from sdfcar.metrics import evaluate
+from sdfcar.metrics import centerline_scores, evaluate
 from sdfcar.pipeline.inputs import Inputs, from_arrays, from_xa_pair
-from sdfcar.pipeline.run import run
+from sdfcar.pipeline.run import finish, fit
 from sdfcar.synthetic.lumens import generate_lumens
 from sdfcar.synthetic.phantom import generate_tree, rasterize
 from sdfcar.synthetic.simulate import NoiseModel, project_label
@@ -244,6 +248,14 @@ def cell_inputs(cell: Cell, truth: Truth, geometry: CaseGeometry) -> Iterator[In
         yield from_xa_pair(*write_pair(Path(work), runs))
 
 
+def model_centrelines(result, method: str) -> Centerlines | None:
+    """The centrelines with radii a method with a tree model keeps in its run record (what
+    the QCA measures), or None for a method without them."""
+    statistics = result.record.statistics.get(method)
+    lines = statistics.get("centrelines") if isinstance(statistics, dict) else None
+    return from_polylines(parse({"vessels": lines})) if lines else None
+
+
 def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     """Simulate, reconstruct (or take the ceiling label) and score one cell; returns its
     record and the label on the reconstruction grid."""
@@ -251,19 +263,26 @@ def run_cell(cell: Cell) -> tuple[dict, np.ndarray]:
     geometry = CaseGeometry(cell_views(cell))
     grid = geometry.volume
     truth = truth_of(cell.kind, cell.seed, grid, cell.phantom_supersample)
-    config = result = None
+    config = result = fitted = None
     if cell.preset == CEILING:
         label, label_grid = ceiling_label(truth.fine, cell.phantom_supersample), grid
     else:
         config = cell_config(cell)
         with cell_inputs(cell, truth, geometry) as inputs:
-            result = run(inputs, config)
+            fitted = fit(inputs, config)
+            result = finish(fitted)
         label, label_grid = result.label > 0, result.grid
     scores = evaluate(label, truth.label, label_grid, grid, truth.centerlines)
     fine_scores = evaluate(label, truth.fine, label_grid, truth.fine_grid, truth.centerlines)
     record = cell_record(cell, started, scores, config, result)
     record["scores_fine"] = fine_scores
     if result is not None:
+        if (lines := model_centrelines(result, config.method)) is not None:
+            record["scores_centrelines"] = centerline_scores(lines, truth.centerlines)
+        if fitted.reconstruction.resample is not None:  # a model: its outputs at 0.4 mm
+            fine = finish(fitted, truth.fine_grid.spacing_mm[0])
+            record["scores_output_fine"] = evaluate(fine.label > 0, truth.fine, fine.grid,
+                                                    truth.fine_grid, truth.centerlines)
         record["calibration"] = result.record.calibration
         record["geometry_error_mm"] = geometry_error_mm(cell, geometry, result, truth)
     record["simulated_from"] = (f"the tree voxelised at {truth.fine_grid.spacing_mm[0]:g} mm "

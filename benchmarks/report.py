@@ -182,6 +182,8 @@ def generated_blocks(records: list[dict], gpu: list[dict], docs: Path
     matrix = [r for r in records if r["cell"]["suite"] == "robustness-matrix"]
     blocks = {"realistic-headline": report_realistic.headline_table(realistic)} \
         if realistic else {}
+    if any("scores_centrelines" in r for r in realistic):
+        blocks["realistic-centrelines"] = report_realistic.centreline_table(realistic)
     if gpu:
         blocks["gpu-column"] = report_realistic.gpu_table(gpu)
     if matrix:

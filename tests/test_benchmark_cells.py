@@ -105,6 +105,14 @@ def test_report_tables_and_curves_from_records(tmp_path):
     assert "| tubes | noise-free | lumens (2nd generator) | 1 |" in text
     assert "isocenter error, view 2 (mm) = 5 |" in text
     assert (tmp_path / "figures" / "robustness_matrix.png").stat().st_size > 1000
+    tree = dict(_fake_record(realistic.realistic_cells(["sdf-tree"])[9], 0.7),
+                scores_centrelines={"length_error_pct": -4.0, "radius_error_mm": 0.05,
+                                    "cl_recall_1mm": 0.9, "cl_precision_1mm": 0.8,
+                                    "cl_median_mm": 0.3})
+    table = "\n".join(report_realistic.centreline_table(records + [tree]))
+    assert table.count("\n") == 2  # header, rule, the one cell with model centrelines
+    assert "| sdf-tree | noise-free | LCA | 1 | 0.700 (0.700) | undefined | -4.000 (-4.000) | " \
+        "0.050 (0.050) |" in table
 
 
 def test_trace_diagnosis_tells_a_ghost_pairing_from_a_vessel_point():

@@ -61,8 +61,8 @@ FIT_MAX_SHIFT_MM = 1.5
 FIT_DIFF_STEP = 1e-3
 #: The fit stops when its cost or its parameters change by less than this (relative;
 #: SciPy's default). At 1e-4 the tracer evaluated 34-72 % fewer chords, but the vessels'
-#: ends came out 0.2-0.4 mm longer (a 40 mm stenosed vessel's length 41.8 -> 42.4 mm, past
-#: the QCA test's 5 %): docs/benchmarks.md, "Faster tracing".
+#: ends came out 0.2-0.4 mm longer (before :func:`trimmed_ends`) and rca1's Dice fell by
+#: 0.04-0.05 in each of three tries: docs/benchmarks.md, "Faster tracing".
 FIT_TOLERANCE = 1e-8
 #: Radius bounds of a fit (mm).
 RADIUS_RANGE_MM = (0.3, 3.0)
