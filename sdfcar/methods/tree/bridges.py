@@ -130,11 +130,12 @@ def _index_of(points: np.ndarray, point: np.ndarray) -> int:
 
 
 def _parents_first(vessels: Sequence[Segment]) -> list[Segment]:
-    """``vessels`` reordered so that every parent comes before its branches (stable)."""
+    """``vessels`` reordered so that every parent comes before its branches (stable); any
+    whose parent is not among them follow at the end."""
     placed: set[str | None] = {None}
     ordered, waiting = [], list(vessels)
     while waiting:
-        ready = [v for v in waiting if v.parent in placed]
+        ready = [v for v in waiting if v.parent in placed] or waiting
         ordered += ready
         placed |= {v.name for v in ready}
         waiting = [v for v in waiting if v.name not in placed]
