@@ -38,6 +38,12 @@ def centreline_record(vessels: Sequence[Segment]) -> list[dict[str, Any]]:
             for v in vessels]
 
 
+def branch_point(parent: Segment, branch: Segment) -> int:
+    """The index of ``parent``'s centreline point that ``branch`` leaves from (the one
+    nearest its first point)."""
+    return int(np.argmin(np.linalg.norm(parent.points - branch.points[0], axis=1)))
+
+
 def segments_sdf(segments: Sequence[Segment], grid: VolumeGrid, band_mm: float = 0.0
                  ) -> np.ndarray:
     """Signed distance (mm, negative inside; float32, ``grid.shape``) of the voxel centres to

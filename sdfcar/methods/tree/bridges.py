@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from skimage.graph import MCP_Geometric
 
 from sdfcar.geometry import CaseGeometry
-from sdfcar.geometry.tubes import Segment
+from sdfcar.geometry.tubes import Segment, branch_point
 from sdfcar.physics.tubes import DetectorRays
 
 #: Spacing of the lattice the bridge's path is searched on (mm).
@@ -105,7 +105,7 @@ def rerooted(tree: Sequence[Segment], name: str) -> list[Segment]:
     kept: dict[str, Segment] = {}
     parent_of = {v.name: v.parent for v in tree}
     for child, ancestor in zip(chain, chain[1:]):
-        at = _index_of(ancestor.points, child.points[0])
+        at = branch_point(ancestor, child)
         points.append(ancestor.points[:at][::-1])
         radii.append(ancestor.radii[:at][::-1])
         rest = len(ancestor.points) - at >= 2
@@ -114,7 +114,7 @@ def rerooted(tree: Sequence[Segment], name: str) -> list[Segment]:
                                           ancestor.radii[at:], name)
         for branch in tree:  # branches that left from what is now the new root
             if branch.parent == ancestor.name and branch.name != child.name and (
-                    not rest or _index_of(ancestor.points, branch.points[0]) < at):
+                    not rest or branch_point(ancestor, branch) < at):
                 parent_of[branch.name] = name
     root = Segment(name, np.vstack(points), np.concatenate(radii), None)
     chained = {c.name for c in chain}
@@ -122,11 +122,6 @@ def rerooted(tree: Sequence[Segment], name: str) -> list[Segment]:
               Segment(v.name, v.points, v.radii, parent_of[v.name])
               for v in tree if v.name in kept or v.name not in chained]
     return _parents_first([root] + others)
-
-
-def _index_of(points: np.ndarray, point: np.ndarray) -> int:
-    """The index of the point of ``points`` nearest ``point``."""
-    return int(np.argmin(np.linalg.norm(points - point, axis=1)))
 
 
 def _parents_first(vessels: Sequence[Segment]) -> list[Segment]:
@@ -150,19 +145,19 @@ def _bridged(tree: Sequence[Segment], first: Sequence[Segment], darkness: Darkne
     owners = np.repeat(np.arange(len(first)), [len(v.points) for v in first])
     index = cKDTree(points)
     root = tree[0]
-    ends = [(root.name, 0), (root.name, -1)] + [(v.name, -1) for v in tree[1:]]
-    best: tuple[float, str, int, np.ndarray, int] | None = None
-    for name, end in ends:
-        tip = next(v for v in tree if v.name == name).points[end]
-        anchors = index.query_ball_point(tip, max_gap_mm)
-        found = _path(tip, points[anchors], darkness, threshold_mm) if anchors else None
+    ends = [(root, 0), (root, -1)] + [(v, -1) for v in tree[1:]]
+    best: tuple[float, Segment, int, np.ndarray, int] | None = None
+    for vessel, end in ends:
+        anchors = index.query_ball_point(vessel.points[end], max_gap_mm)
+        found = _path(vessel.points[end], points[anchors], darkness, threshold_mm) \
+            if anchors else None
         if found is not None and (best is None or found[0] < best[0]):
-            best = (found[0], name, end, found[1], anchors[found[2]])
+            best = (found[0], vessel, end, found[1], anchors[found[2]])
     if best is None:
         return None
-    _, name, end, path, anchor = best
-    if name != root.name:  # a branch's last point: it becomes the root's first
-        tree, end = rerooted(tree, name), 0
+    _, vessel, end, path, anchor = best
+    if vessel is not root:  # a branch's last point: it becomes the root's first
+        tree, end = rerooted(tree, vessel.name), 0
         root = tree[0]
     ordered = (root.points, root.radii) if end == 0 else (root.points[::-1], root.radii[::-1])
     bridge = _resampled(np.vstack([points[anchor], path[1:-1], ordered[0][0]]), step_mm)[:-1]

@@ -45,7 +45,7 @@ from scipy.spatial import cKDTree
 
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.physics.hull import noise_sigma
-from sdfcar.geometry.tubes import Segment
+from sdfcar.geometry.tubes import Segment, branch_point
 from sdfcar.parallel import forked_map
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 from sdfcar.progress import Progress, Step, silent
@@ -246,12 +246,11 @@ def trimmed_ends(vessels: Sequence[Segment]) -> list[Segment]:
     """``vessels`` without the points at their free ends (a vessel's last; a root's first
     too) whose radius fell under ``END_RADIUS_SHARE`` of the largest of the
     ``END_LOOKBACK`` points before them; a point a branch leaves from is kept."""
+    by_name = {v.name: v for v in vessels}
     anchors: dict[str, list[int]] = {v.name: [] for v in vessels}
     for vessel in vessels:
-        parent = next((v for v in vessels if v.name == vessel.parent), None)
-        if parent is not None:
-            anchors[parent.name].append(
-                int(np.argmin(np.linalg.norm(parent.points - vessel.points[0], axis=1))))
+        if vessel.parent in by_name:
+            anchors[vessel.parent].append(branch_point(by_name[vessel.parent], vessel))
     trimmed = []
     for vessel in vessels:
         at = anchors[vessel.name]
