@@ -79,7 +79,7 @@ BRANCH_START_RADIUS_MM = 0.8
 #: largest of the ``END_LOOKBACK`` points before: the fit's window (``FIT_HALF_LENGTH_MM``
 #: either side) still holds part of the vessel one step past its end, and the fit shrinks
 #: the radius instead of moving along the axis (the QCA test's 40 mm vessel: its traced
-#: ends 1.1 / 1.7 mm long at 0.65 of the true radius; 0.1 / 0.3 mm trimmed). A vessel
+#: ends 1.1 / 1.7 mm long at 0.7-0.75 of the true radius; 0.1 / 0.3 mm trimmed). A vessel
 #: tapering by up to 3.5 % a step (4 % per mm) keeps its ends.
 END_RADIUS_SHARE = 0.9
 END_LOOKBACK = 3
