@@ -48,7 +48,7 @@ from SlicerSDFCARLib.case_folder import (
     write_case_folder,
 )
 from SlicerSDFCARLib.command import (
-    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, engine_preset, parse_overrides,
+    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, EngineSettings, engine_preset, parse_overrides,
     reconstruct_command)
 from SlicerSDFCARLib.dicom import read_geometry
 from SlicerSDFCARLib.geometry import ViewSettings, volume_contract
@@ -129,6 +129,8 @@ class SlicerSDFCARParameterNode:
     seed: Annotated[int, Minimum(0), Default(0)]
     volumeSize: Annotated[int, WithinRange(16, 512), Default(128)]
     voxelSpacing: Annotated[float, WithinRange(0.05, 5.0), Default(0.8)]
+    #: Outputs written on a finer grid of this spacing (mm; 0: the fit's grid).
+    outputSpacing: Annotated[float, WithinRange(0.0, 5.0), Default(0.0)]
     extraSettings: str  # KEY=VALUE items passed as --set
     sdfVolume: Annotated[bool, Default(False)]
     labelVolume: Annotated[bool, Default(False)]
@@ -515,7 +517,10 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         errors = [i.message for i in self.validate(parameters) if i.level == "error"]
         if errors:
             raise ValueError(errors[0])
-        overrides = parse_overrides(parameters.extraSettings)
+        settings = EngineSettings(engine_preset(parameters.preset), parameters.device,
+                                  parameters.iterations, parameters.seed,
+                                  tuple(parse_overrides(parameters.extraSettings)),
+                                  parameters.outputSpacing)
         volumes = tuple(getattr(parameters, f"view{i}Volume") for i in (1, 2))
         files = tuple(self.dicomFile(node) for node in volumes)
         rawXA = parameters.rawXA and all(files)
@@ -523,8 +528,8 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                 else Path(slicer.app.temporaryPath) / "SDFCAR")
         folder = make_run_folder(base)
         try:
-            command = (self._xaCommand(parameters, files, folder, overrides) if rawXA
-                       else self._caseCommand(parameters, volumes, folder, overrides))
+            command = (self._xaCommand(parameters, files, folder, settings) if rawXA
+                       else self._caseCommand(parameters, volumes, folder, settings))
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -558,7 +563,8 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
         node.ResetClippingRange()
         return True
 
-    def _caseCommand(self, parameters, volumes, folder: Path, overrides: list[str]) -> list[str]:
+    def _caseCommand(self, parameters, volumes, folder: Path, settings: EngineSettings
+                     ) -> list[str]:
         """Write the selected frames as a case folder; the command that reconstructs it."""
         images = [self.frameImage(node, getattr(parameters, f"view{i}").frame)
                   for i, node in enumerate(volumes, start=1)]
@@ -566,12 +572,11 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
                           [self.viewSettings(parameters.view1),
                            self.viewSettings(parameters.view2)],
                           volume_contract(parameters.volumeSize, parameters.voxelSpacing))
-        return reconstruct_command(
-            self.pythonExecutable(), folder / CASE_FOLDER, folder / RECONSTRUCTION_FOLDER,
-            engine_preset(parameters.preset), parameters.device, parameters.iterations,
-            parameters.seed, overrides)
+        return reconstruct_command(self.pythonExecutable(), folder / CASE_FOLDER,
+                                   folder / RECONSTRUCTION_FOLDER, settings)
 
-    def _xaCommand(self, parameters, files, folder: Path, overrides: list[str]) -> list[str]:
+    def _xaCommand(self, parameters, files, folder: Path, settings: EngineSettings
+                   ) -> list[str]:
         """The engine reads the two XA files; the geometry fields the user changed (against
         what it reads from the tags) and the grid, unless the engine places it on the
         vessels, go to ``--geometry``."""
@@ -584,9 +589,7 @@ class SlicerSDFCARLogic(ScriptedLoadableModuleLogic):
             self.pythonExecutable(), files, frames, folder / CASE_FOLDER,
             folder / RECONSTRUCTION_FOLDER, edits,
             None if parameters.automaticVolume
-            else volume_contract(parameters.volumeSize, parameters.voxelSpacing),
-            engine_preset(parameters.preset), parameters.device, parameters.iterations,
-            parameters.seed, overrides)
+            else volume_contract(parameters.volumeSize, parameters.voxelSpacing), settings)
 
     def cancel(self) -> None:
         """Stop the running reconstruction (its outcome is reported as cancelled)."""

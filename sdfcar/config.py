@@ -144,11 +144,20 @@ class ReconstructionConfig:
     connectivity: str = "bridge"
     seed: int = 0
     device: str = "auto"
+    #: Write label, SDF, occupancy and mesh on a finer grid of this spacing (mm; the fit
+    #: grid's divided by a whole number, e.g. 0.4 for 0.8): a method with a continuous model
+    #: (the tree method) is evaluated there, other methods' occupancy is interpolated. None:
+    #: the fit's grid. Every front end passes it (``--output-spacing``, ``--set``, the
+    #: bundle's and MONAI Label's ``output_spacing``, the Slicer module's field).
+    output_spacing_mm: float | None = None
     voxel: VoxelSettings = dataclasses.field(default_factory=VoxelSettings)
     field: FieldSettings = dataclasses.field(default_factory=FieldSettings)
     tubes: TubeSettings = dataclasses.field(default_factory=TubeSettings)
     tree: TreeSettings = dataclasses.field(default_factory=TreeSettings)
 
+    #: Settings that are None by default but numbers when given.
+    NUMBERS: ClassVar[tuple[str, ...]] = ("output_spacing_mm",)
+    POSITIVE: ClassVar[tuple[str, ...]] = ("output_spacing_mm",)
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "method": tuple(METHOD_PRIORS), "prior": ("none", *METHOD_PRIORS), "target": TARGETS,
         "connectivity": CONNECTIVITY_MODES}
@@ -180,6 +189,8 @@ def _from_mapping(cls: type, data: Any, where: str) -> Any:
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
             values[key] = _from_mapping(type(default), value, path)
+        elif key in getattr(cls, "NUMBERS", ()):
+            values[key] = None if value is None else _coerce(value, 0.0, path)
         else:
             values[key] = _coerce(value, default, path)
     return cls(**values)

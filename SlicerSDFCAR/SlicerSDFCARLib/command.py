@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Presets and devices the command line accepts (the module offers them before ``sdfcar``
@@ -21,43 +21,57 @@ def engine_preset(choice: str) -> str | None:
     return None if choice == AUTOMATIC_PRESET else choice
 
 
-def _settings(preset: str | None, device: str, iterations: int, seed: int,
-              overrides: Sequence[str]) -> list[str]:
-    """The settings options shared by both input kinds."""
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
-    if device not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
-    if iterations < 0:
-        raise ValueError(f"iterations: expected 0 (preset default) or more, got {iterations}")
-    options = [] if preset is None else ["--preset", preset]
-    options += ["--device", device, "--seed", str(int(seed)), "--progress", "lines"]
-    if iterations:
-        options += ["--iterations", str(int(iterations))]
-    for assignment in overrides:
-        options += ["--set", assignment]
-    return options
+@dataclass(frozen=True)
+class EngineSettings:
+    """The reconstruction settings the module passes on, as the command line takes them:
+    ``preset`` None for the engine's default for the input, ``iterations`` 0 for the
+    preset's count, ``overrides`` ``KEY=VALUE`` items passed as ``--set``,
+    ``output_spacing`` (mm) 0 for outputs on the fit's grid, else ``--output-spacing``."""
+
+    preset: str | None = None
+    device: str = "auto"
+    iterations: int = 0
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    output_spacing: float = 0.0
+
+    def options(self) -> list[str]:
+        """The command-line options; a bad value raises ``ValueError`` naming it."""
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, "
+                             f"got {self.preset!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device: expected one of {', '.join(DEVICES)}, "
+                             f"got {self.device!r}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations: expected 0 (preset default) or more, "
+                             f"got {self.iterations}")
+        if self.output_spacing < 0:
+            raise ValueError(f"output spacing: expected 0 (the fit's grid) or a spacing in "
+                             f"mm, got {self.output_spacing}")
+        options = [] if self.preset is None else ["--preset", self.preset]
+        options += ["--device", self.device, "--seed", str(int(self.seed)),
+                    "--progress", "lines"]
+        if self.iterations:
+            options += ["--iterations", str(int(self.iterations))]
+        if self.output_spacing:
+            options += ["--output-spacing", f"{self.output_spacing:g}"]
+        for assignment in self.overrides:
+            options += ["--set", assignment]
+        return options
 
 
 def reconstruct_command(python: str, case_dir: str | Path, out_dir: str | Path,
-                        preset: str | None = None, device: str = "auto",
-                        iterations: int = 0, seed: int = 0,
-                        overrides: Sequence[str] = ()) -> list[str]:
-    """``python -m sdfcar reconstruct CASE --out OUT ... --progress lines``.
-
-    ``preset`` None takes the engine's default for the input; ``iterations`` 0 keeps the
-    preset's count; ``overrides`` are ``KEY=VALUE`` settings passed as ``--set``. Progress
-    comes back as ``sdfcar.progress`` lines on stderr.
-    """
+                        settings: EngineSettings = EngineSettings()) -> list[str]:
+    """``python -m sdfcar reconstruct CASE --out OUT ... --progress lines``: progress comes
+    back as ``sdfcar.progress`` lines on stderr."""
     return [python, "-m", "sdfcar", "reconstruct", str(case_dir), "--out", str(out_dir),
-            *_settings(preset, device, iterations, seed, overrides)]
+            *settings.options()]
 
 
 def xa_reconstruct_command(python: str, views: tuple[str | Path, str | Path],
                            frames: tuple[int, int] | None, out_dir: str | Path,
-                           preset: str | None = None, device: str = "auto",
-                           iterations: int = 0, seed: int = 0,
-                           overrides: Sequence[str] = (),
+                           settings: EngineSettings = EngineSettings(),
                            geometry: str | Path | None = None) -> list[str]:
     """``python -m sdfcar reconstruct --view1 A.dcm --view2 B.dcm --frame N M ...``: two XA
     DICOM runs read by the engine itself (geometry from the tags, vessel extraction), as the
@@ -72,8 +86,7 @@ def xa_reconstruct_command(python: str, views: tuple[str | Path, str | Path],
         command += ["--frame", str(frames[0] + 1), str(frames[1] + 1)]
     if geometry is not None:
         command += ["--geometry", str(geometry)]
-    return [*command, "--out", str(out_dir),
-            *_settings(preset, device, iterations, seed, overrides)]
+    return [*command, "--out", str(out_dir), *settings.options()]
 
 
 def parse_overrides(text: str) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .command import xa_reconstruct_command
+from .command import EngineSettings, xa_reconstruct_command
 from .geometry import ViewSettings
 from .results import ResultImportError
 
@@ -60,15 +60,13 @@ def write_overrides(case_dir: str | Path, views: Sequence[Mapping[str, Any]],
 def xa_run_command(python: str, files: tuple[str | Path, str | Path],
                    frames: tuple[int, int] | None, case_dir: str | Path, out_dir: str | Path,
                    edits: Sequence[Mapping[str, Any]], volume: Mapping[str, Any] | None,
-                   preset: str | None = None, device: str = "auto", iterations: int = 0,
-                   seed: int = 0, overrides: Sequence[str] = ()) -> list[str]:
+                   settings: EngineSettings = EngineSettings()) -> list[str]:
     """Write the overrides file and return the command that reconstructs the two runs.
 
     ``frames``: the module's 0-based frames, or None for the engine's automatic choice;
     ``edits``: per view, the fields to override (:func:`edited_fields`)."""
     geometry = write_overrides(case_dir, edits, volume)
-    return xa_reconstruct_command(python, files, frames, out_dir, preset, device, iterations,
-                                  seed, overrides, geometry)
+    return xa_reconstruct_command(python, files, frames, out_dir, settings, geometry)
 
 
 def chosen_frames(out_dir: str | Path) -> tuple[int, int]:

@@ -65,10 +65,12 @@ def _given(value: str | Path | None) -> bool:
 
 def bundle_config(preset: str | None = None, overrides: str | Sequence[str] | None = None,
                   iterations: int | None = None, seed: int | None = None,
-                  device: str | None = None) -> ConfigRequest:
+                  device: str | None = None, output_spacing_mm: float | None = None
+                  ) -> ConfigRequest:
     """The settings request of the bundle's keys; ``preset`` empty or null takes the input's
     default (as ``sdfcar reconstruct``); ``overrides`` may be one ``"key=value"`` text (as
-    the command line gives a single item) or a list of them."""
+    the command line gives a single item) or a list of them; ``output_spacing_mm`` as
+    ``sdfcar reconstruct --output-spacing``."""
     if overrides is None:
         overrides = []
     elif isinstance(overrides, str):
@@ -76,7 +78,7 @@ def bundle_config(preset: str | None = None, overrides: str | Sequence[str] | No
     if not all(isinstance(item, str) for item in overrides):
         raise bad_input("overrides", f"expected a list of \"key=value\" texts, got {overrides!r}")
     return ConfigRequest.of(str(preset) if preset else None, overrides, iterations, seed=seed,
-                            device=device)
+                            device=device, output_spacing_mm=output_spacing_mm)
 
 
 def load_inputs(case_dir: str | Path | None = None, view1: str | Path | None = None,

@@ -84,6 +84,14 @@ def _reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
                         "(repeatable)")
 
 
+def _output_spacing_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-spacing", type=float, default=None, metavar="MM",
+                        help="write label, SDF, occupancy and mesh on a finer grid of this "
+                        "spacing (the grid's divided by a whole number, e.g. 0.4 for 0.8): "
+                        "the sdf-tree model is evaluated there, other methods' occupancy is "
+                        "interpolated (same as --set output_spacing_mm=MM)")
+
+
 def _progress_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                         help="progress on stderr: a bar on a terminal and a line every 10 %% "
@@ -161,11 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "data; for LOG/DISP data, scaled to the vessels' widths)")
     reconstruct.add_argument("--overwrite", action="store_true")
     _progress_argument(reconstruct)
-    reconstruct.add_argument("--output-spacing", type=float, default=None, metavar="MM",
-                             help="write label, SDF, occupancy and mesh on a finer grid of "
-                             "this spacing (the grid's divided by a whole number, e.g. 0.4 "
-                             "for 0.8): the sdf-tree model is evaluated there, other "
-                             "methods' occupancy is interpolated")
+    _output_spacing_argument(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="same as --progress none")
     reconstruct.set_defaults(run=run_reconstruct)
 
@@ -241,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="retries of a case whose worker or node crashed or ran out of "
                        "memory (default 2); bad input is never retried")
     _reconstruction_arguments(batch)
+    _output_spacing_argument(batch)
     again = batch.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="skip the cases OUT/batch.jsonl records as ok, run the others")
@@ -295,15 +300,14 @@ def run_reconstruct(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     xa_input = _xa_input(args)
-    request = _request(args, target=args.target)
+    request = _request(args, target=args.target, output_spacing_mm=args.output_spacing)
     # An XA pair's default does not depend on its runs: bad settings fail before the 2D step.
     config = request.build(DEFAULT_PRESET) if xa_input else None
     check_target(args.out, args.overwrite, (args.case_dir, args.view1, args.view2, args.mask1,
                                             args.mask2, args.geometry), folder=True)
     inputs = _prepare_pair(args) if xa_input else from_case_dir(args.case_dir)
     config = config or request.build(inputs.default_preset)
-    result = run(inputs, config, reporter("none" if args.quiet else args.progress),
-                 args.output_spacing)
+    result = run(inputs, config, reporter("none" if args.quiet else args.progress))
     write_outputs(args.out, result, args.overwrite, started=started)
     print(f"wrote {args.out} ({result.record.vessel_voxels} vessel voxels, "
           f"{result.record.components} component(s), {time.perf_counter() - started:.1f} s)")
@@ -409,7 +413,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     returns 1 when a case failed (its error is in OUT/batch.jsonl)."""
     from sdfcar.apps.batch import run_batch
 
-    summary = run_batch(args.manifest, args.out, _request(args), address=args.address,
+    request = _request(args, output_spacing_mm=args.output_spacing)
+    summary = run_batch(args.manifest, args.out, request, address=args.address,
                         num_cpus=args.num_cpus, cpus_per_case=args.cpus_per_case,
                         gpus_per_case=args.gpus_per_case, retries=args.retries,
                         resume=args.resume, overwrite=args.overwrite,

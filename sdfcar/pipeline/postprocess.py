@@ -64,8 +64,9 @@ def output_grid(grid: VolumeGrid, spacing_mm: float | None) -> VolumeGrid:
     factors = [h / spacing_mm for h in grid.spacing_mm] if spacing_mm > 0 else [0.0]
     factor = round(factors[0])
     if factor < 1 or any(abs(f - factor) > 1e-6 * factor for f in factors):
-        raise bad_input("--output-spacing", f"expected the grid's spacing ({grid.spacing_mm[0]:g} "
-                                       f"mm) divided by a whole number, got {spacing_mm!r}")
+        raise bad_input("output_spacing_mm (--output-spacing)",
+                        f"expected the grid's spacing ({grid.spacing_mm[0]:g} mm) divided by "
+                        f"a whole number, got {spacing_mm!r}")
     return grid.refined(factor)
 
 

@@ -112,9 +112,11 @@ class Fitted:
 
 
 def fit(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Fitted:
-    """First stage: the problem of ``inputs`` and the methods' reconstruction of it."""
+    """First stage: the problem of ``inputs`` and the methods' reconstruction of it (the
+    output grid of ``config.output_spacing_mm`` is checked first)."""
     started = time.perf_counter()
     check_memory(inputs.geometry, "geometry", dense=config.dense)
+    output_geometry(inputs.geometry, config.output_spacing_mm)
     device = resolve_device(config.device)
     with deterministic():
         problem, views = build_problem(inputs.views, inputs.geometry, inputs.masks, config,
@@ -136,17 +138,18 @@ def output_geometry(geometry: CaseGeometry, spacing_mm: float | None) -> CaseGeo
     if grid == geometry.volume:
         return geometry
     finer = replace(geometry, volume=grid)
-    check_memory(finer, "--output-spacing", dense=True)
+    check_memory(finer, "output_spacing_mm", dense=True)
     return finer
 
 
 def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
     """Second stage, shared by every method: one tree, its signed distance, its
     reprojections and the run record, on the fit's grid or a finer one of
-    ``output_spacing_mm`` (the method's model evaluated there when it has one)."""
+    ``output_spacing_mm`` (default: the config's; the method's model evaluated there when it
+    has one)."""
     started = time.perf_counter()
     problem, config, seconds = fitted.problem, fitted.config, dict(fitted.seconds)
-    geometry = output_geometry(fitted.geometry, output_spacing_mm)
+    geometry = output_geometry(fitted.geometry, output_spacing_mm or config.output_spacing_mm)
     grid = geometry.volume
     with deterministic():
         reconstruction = on_grid(fitted.reconstruction, problem.grid, grid)
@@ -179,12 +182,9 @@ def finish(fitted: Fitted, output_spacing_mm: float | None = None) -> Result:
                   reprojections, config, record, fitted.inputs, analysis)
 
 
-def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent,
-        output_spacing_mm: float | None = None) -> Result:
-    """Reconstruct ``inputs`` with ``config``: :func:`fit`, then :func:`finish` (outputs on
-    a grid of ``output_spacing_mm`` when given; checked before the fit)."""
-    output_geometry(inputs.geometry, output_spacing_mm)
-    return finish(fit(inputs, config, progress), output_spacing_mm)
+def run(inputs: Inputs, config: ReconstructionConfig, progress: Progress = silent) -> Result:
+    """Reconstruct ``inputs`` with ``config``: :func:`fit`, then :func:`finish`."""
+    return finish(fit(inputs, config, progress))
 
 
 def reconstruct(views: Sequence[np.ndarray], geometry: CaseGeometry,

@@ -14,6 +14,7 @@ from sdfcar.analysis.summary import compact
 from sdfcar.apps.batch import ray_session
 from sdfcar.apps.cli import main
 from sdfcar.apps.monailabel.infer import run_request
+from sdfcar.apps.monailabel.studies import RequestError
 from sdfcar.config import PRESETS
 from sdfcar.io.images import read_volume
 
@@ -103,3 +104,48 @@ def test_preset_runs_through_every_front_end_with_the_same_record(preset, small_
     assert set(batch_run) - BATCH_KEYS == set(cli_run) and batch_run["preset"] == preset
     np.testing.assert_array_equal(read_volume(batch_out / "arc" / "label.nii.gz")[0],
                                   read_volume(cli_out / "label.nii.gz")[0])
+
+
+@pytest.mark.slow
+def test_output_spacing_reaches_every_front_end(small_case_dir, tmp_path, local_ray):
+    """A finer output grid (``--output-spacing``, the bundle's and MONAI Label's
+    ``output_spacing_mm``, ``sdfcar batch --output-spacing``): the same 0.5 mm label, filled
+    by the tree model, from each."""
+    sets = [arg for item in SMALL["sdf-tree"] for arg in ("--set", item)]
+    common = ["--device", "cpu", "--progress", "none", "--output-spacing", "0.5", *sets]
+    cli_out = tmp_path / "cli"
+    assert main(["reconstruct", str(small_case_dir), "--out", str(cli_out), *common]) == 0
+    label, grid = read_volume(cli_out / "label.nii.gz")
+    assert label.shape == (96, 96, 96) and grid.spacing_mm == (0.5, 0.5, 0.5)
+    record = json.loads((cli_out / "run.json").read_text())
+    assert record["config"]["output_spacing_mm"] == 0.5
+    assert record["output_grid"]["filled"] == "model"
+
+    bundle_out = tmp_path / "bundle"
+    flow = ConfigWorkflow(config_file=str(CONFIG), meta_file=str(META), logging_file=False,
+                          workflow_type=None, bundle_root=str(BUNDLE), progress=False,
+                          case_dir=str(small_case_dir), output_dir=str(bundle_out),
+                          device="cpu", overrides=SMALL["sdf-tree"], output_spacing_mm=0.5)
+    flow.initialize()
+    flow.run()
+    flow.finalize()
+    np.testing.assert_array_equal(read_volume(bundle_out / "label.nii.gz")[0], label)
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for index in (1, 2):
+        shutil.copy(small_case_dir / f"view{index}.nii.gz", studies / f"arc_view{index}.nii.gz")
+    shutil.copy(small_case_dir / "geometry.json", studies / "arc_geometry.json")
+    request = {"image": "arc_view1", "device": "cpu", "overrides": SMALL["sdf-tree"]}
+    label_path, _ = run_request({**request, "output_spacing_mm": 0.5}, studies, tmp_path)
+    np.testing.assert_array_equal(read_volume(label_path)[0], label)
+    with pytest.raises(RequestError, match="output_spacing_mm: at least 0.2 mm"):
+        run_request({**request, "output_spacing_mm": 0.1}, studies, tmp_path)
+    with pytest.raises(RequestError, match="output_spacing_mm: expected a number"):
+        run_request({**request, "output_spacing_mm": "fine"}, studies, tmp_path)
+
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case,case_dir\narc,{small_case_dir}\n")
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "batch"), *common]) == 0
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "batch" / "arc" / "label.nii.gz")[0], label)

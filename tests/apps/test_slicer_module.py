@@ -41,8 +41,8 @@ sys.path.insert(0, str(MODULE_DIR))
 
 from SlicerSDFCARLib.case_folder import make_run_folder, write_case_folder  # noqa: E402
 from SlicerSDFCARLib.command import (  # noqa: E402
-    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, PRESETS, engine_preset, parse_overrides,
-    reconstruct_command, xa_reconstruct_command)
+    AUTOMATIC_PRESET, DEVICES, PRESET_CHOICES, PRESETS, EngineSettings, engine_preset,
+    parse_overrides, reconstruct_command, xa_reconstruct_command)
 from SlicerSDFCARLib.dicom import (  # noqa: E402
     FIELDS, geometry_command, parse_geometry, read_geometry)
 from SlicerSDFCARLib.geometry import ViewSettings, volume_contract  # noqa: E402
@@ -214,28 +214,32 @@ def test_read_geometry_through_a_real_engine_process(xa_file):
 
 
 def test_command_is_accepted_by_the_sdfcar_cli(tmp_path):
-    command = reconstruct_command("python3", tmp_path / "case", tmp_path / "out",
-                                  preset="neca", device="cpu", iterations=7, seed=4,
-                                  overrides=["field.loss.eikonal=0.1", "field.network.levels=12"])
+    settings = EngineSettings("neca", "cpu", 7, 4,
+                              ("field.loss.eikonal=0.1", "field.network.levels=12"), 0.4)
+    command = reconstruct_command("python3", tmp_path / "case", tmp_path / "out", settings)
     assert command[:4] == ["python3", "-m", "sdfcar", "reconstruct"]
     args = build_parser().parse_args(command[3:])
     assert (args.case_dir, args.out) == (tmp_path / "case", tmp_path / "out")
     assert (args.preset, args.device, args.iterations, args.seed) == ("neca", "cpu", 7, 4)
     assert args.progress == "lines" and args.overrides == ["field.loss.eikonal=0.1", "field.network.levels=12"]
+    assert args.output_spacing == 0.4
     default = build_parser().parse_args(reconstruct_command("p", "c", "o")[3:])
     assert default.iterations is None and default.preset is None  # the engine's default
+    assert default.output_spacing is None  # the fit's grid
     assert set(PRESETS) == set(ENGINE_PRESETS) and DEVICES == DEVICE_CHOICES
     assert PRESET_CHOICES == (AUTOMATIC_PRESET, *PRESETS) and engine_preset("neca") == "neca"
-    automatic = build_parser().parse_args(
-        reconstruct_command("p", "c", "o", preset=engine_preset(AUTOMATIC_PRESET))[3:])
+    automatic = build_parser().parse_args(reconstruct_command(
+        "p", "c", "o", EngineSettings(preset=engine_preset(AUTOMATIC_PRESET)))[3:])
     assert automatic.preset is None  # the command line's preset for the input
     with pytest.raises(ValueError, match="preset"):
-        reconstruct_command("p", "c", "o", preset="fastest")
+        reconstruct_command("p", "c", "o", EngineSettings(preset="fastest"))
+    with pytest.raises(ValueError, match="output spacing"):
+        reconstruct_command("p", "c", "o", EngineSettings(output_spacing=-0.4))
 
 
 def test_xa_command_counts_frames_from_one_as_the_cli_does(tmp_path):
     command = xa_reconstruct_command("python3", ("a.dcm", "b.dcm"), (0, 4), tmp_path / "o",
-                                     device="cpu")
+                                     EngineSettings(device="cpu"))
     args = build_parser().parse_args(command[3:])
     assert (args.view1, args.view2, args.frame) == (Path("a.dcm"), Path("b.dcm"), [1, 5])
     assert args.case_dir is None and args.preset is None  # the engine's preset for XA input
@@ -410,9 +414,8 @@ def reconstruction(small_case_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("slicer_run") / "reconstruction"
     # A field that starts inside the visual hull gives a non-empty label in 3 iterations
     # (after 20 of the voxel prior).
-    command = reconstruct_command(sys.executable, small_case_dir, out, preset="field",
-                                  device="cpu", iterations=3,
-                                  overrides=["field.network.output_bias=-1", "voxel.iterations=20"])
+    command = reconstruct_command(sys.executable, small_case_dir, out, EngineSettings(
+        "field", "cpu", 3, overrides=("field.network.output_bias=-1", "voxel.iterations=20")))
     monitor = OutputMonitor()
     returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),
                        monitor, timeout_s=300)
@@ -634,7 +637,7 @@ def test_failed_centreline_import_adds_nothing(mrml, tmp_path):
 # ----------------------------------------------------------------------------- raw XA in
 
 #: The fastest settings that give a non-empty label on the tiny XA pair (seconds, not minutes).
-XA_FAST = dict(preset="voxel", device="cpu", iterations=20)
+XA_FAST = EngineSettings("voxel", "cpu", 20)
 XA_VOLUME = volume_contract(32, 3.2)
 
 
@@ -655,7 +658,7 @@ def test_xa_run_command_writes_the_overrides_the_cli_reads(tmp_path):
 
     command = xa_run_command("python3", ("a.dcm", "b.dcm"), None, tmp_path / "case",
                              tmp_path / "rec", [{}, {"primary_angle_deg": -31.0}], XA_VOLUME,
-                             **XA_FAST)
+                             XA_FAST)
     args = build_parser().parse_args(command[3:])
     assert args.frame is None and args.geometry == tmp_path / "case" / OVERRIDES_FILE
     assert (args.preset, args.iterations, args.out) == ("voxel", 20, tmp_path / "rec")
@@ -663,7 +666,7 @@ def test_xa_run_command_writes_the_overrides_the_cli_reads(tmp_path):
     assert overrides.views == ({}, {"primary_angle_deg": -31.0})
     assert overrides.volume.shape == (32, 32, 32)
     placed = xa_run_command("python3", ("a.dcm", "b.dcm"), None, tmp_path / "placed",
-                            tmp_path / "rec", [{}, {}], None, **XA_FAST)
+                            tmp_path / "rec", [{}, {}], None, XA_FAST)
     path = build_parser().parse_args(placed[3:]).geometry
     assert "volume" not in json.loads(path.read_text())  # the engine places the grid
     assert load_geometry_overrides(path).volume is None
@@ -714,7 +717,7 @@ def test_raw_xa_files_reconstruct_as_the_cli_and_show_the_2d_step(mrml, xa_pair_
     assert edits == [{}, {}]  # the fields as the tags filled them
     folder = tmp_path / "run"
     command = xa_run_command(sys.executable, files, frames, folder / "case",
-                             folder / "reconstruction", edits, volume, **XA_FAST)
+                             folder / "reconstruction", edits, volume, XA_FAST)
     monitor = OutputMonitor()
     returncode = drain(BackgroundProcess(command, env=dict(os.environ, PYTHONUNBUFFERED="1")),
                        monitor, timeout_s=300)

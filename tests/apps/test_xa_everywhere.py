@@ -54,11 +54,12 @@ def test_an_xa_pair_gives_the_same_label_through_every_front_end(arc_case, tmp_p
 
     sys.path.insert(0, SLICER_LIB)
     try:
-        from SlicerSDFCARLib.command import xa_reconstruct_command
+        from SlicerSDFCARLib.command import EngineSettings, xa_reconstruct_command
     finally:
         sys.path.remove(SLICER_LIB)
     frames = tuple(p.choice.number - 1 for p in prepare_xa_pair(view1, view2).views)
     command = xa_reconstruct_command(sys.executable, (view1, view2), frames,
-                                     tmp_path / "slicer", device="cpu", overrides=OVERRIDES)
+                                     tmp_path / "slicer",
+                                     EngineSettings(device="cpu", overrides=tuple(OVERRIDES)))
     subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
     np.testing.assert_array_equal(read_volume(tmp_path / "slicer" / "label.nii.gz")[0], label)

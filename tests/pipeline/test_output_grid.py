@@ -18,7 +18,8 @@ def test_output_grid_refines_by_a_whole_number():
     assert fine.center_mm == GRID.center_mm
     assert output_grid(GRID, 0.8 / 3).shape == (24, 30, 18)
     for bad in (0.3, 1.6, 0.0, -0.4):
-        with pytest.raises(InputError, match="--output-spacing: expected the grid's spacing"):
+        with pytest.raises(InputError, match=r"output_spacing_mm \(--output-spacing\): "
+                                             "expected the grid's spacing"):
             output_grid(GRID, bad)
 
 
@@ -41,3 +42,15 @@ def test_occupancy_without_a_model_is_interpolated_and_a_model_is_evaluated():
     evaluated = on_grid(Reconstruction(occupancy, None, {"a": 1}, model), GRID, fine_grid)
     assert calls == [fine_grid] and evaluated.occupancy.all() and evaluated.statistics == {"a": 1}
     assert on_grid(Reconstruction(occupancy), GRID, GRID).occupancy is occupancy
+
+
+def test_config_carries_the_output_spacing():
+    from sdfcar.config import build_config
+
+    assert build_config().output_spacing_mm is None
+    assert build_config(overrides=["output_spacing_mm=0.4"]).output_spacing_mm == 0.4
+    assert build_config(output_spacing_mm=1).output_spacing_mm == 1.0
+    with pytest.raises(InputError, match="output_spacing_mm: expected a number"):
+        build_config(overrides=["output_spacing_mm=fine"])
+    with pytest.raises(InputError, match="output_spacing_mm: expected a positive value"):
+        build_config(output_spacing_mm=-0.4)

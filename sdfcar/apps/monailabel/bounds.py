@@ -3,7 +3,7 @@
 A command-line user may run 10^9 iterations on their own machine; a request comes from a
 client of a server that others share, so its settings are held to bounds: the types of the
 request's own parameters, the iterations of every method, the seed, and the settings that
-size memory (hash tables, network width, eikonal samples) or work (trees, steps). A value
+size memory (hash tables, network width, eikonal samples, the output grid) or work (trees, steps). A value
 out of bounds is an :class:`~sdfcar.errors.InputError` naming the field, raised before
 anything is read or allocated.
 """
@@ -22,6 +22,9 @@ MAX_ITERATIONS = 20_000
 MAX_SEED = 2**32 - 1
 #: Most ``overrides`` entries in one request.
 MAX_OVERRIDES = 64
+#: Finest output grid a request may ask for (``output_spacing_mm``, mm): a 0.8 mm grid
+#: refined 4 times holds 64 times its voxels.
+MIN_OUTPUT_SPACING_MM = 0.2
 #: Largest value of the settings that size memory or work, beyond the iterations.
 MAX_SETTINGS: dict[str, int] = {
     "seed": MAX_SEED,
@@ -82,6 +85,9 @@ def check_config(config: ReconstructionConfig) -> None:
             raise bad_input(key, f"at most {limit} in a request, got {value}")
     if config.seed < 0:
         raise bad_input("seed", f"expected an integer from 0 to {MAX_SEED}, got {config.seed}")
+    if config.output_spacing_mm is not None and config.output_spacing_mm < MIN_OUTPUT_SPACING_MM:
+        raise bad_input("output_spacing_mm", f"at least {MIN_OUTPUT_SPACING_MM} mm in a "
+                                             f"request, got {config.output_spacing_mm}")
 
 
 def _integers(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:

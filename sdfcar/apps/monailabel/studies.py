@@ -10,7 +10,8 @@ without extension. A two-view case lives there as::
 (any view format of :data:`sdfcar.io.images.VIEW_SUFFIXES`). A request may instead name
 view 2 (``view2``: an image id) and give the geometry inline (``geometry``: the
 geometry.json object). Reconstruction settings: ``preset``, ``iterations``, ``seed``,
-``device`` and ``overrides`` (a list of ``"key=value"`` like ``sdfcar reconstruct --set``).
+``device``, ``overrides`` (a list of ``"key=value"`` like ``sdfcar reconstruct --set``) and
+``output_spacing_mm`` (``--output-spacing``).
 
 Every problem with a request raises :class:`RequestError` (status 404 for an unknown image
 id, 400 otherwise) before anything is computed or written: ids that are not plain file
@@ -46,7 +47,8 @@ VIEW2_SUFFIX = "_view2"
 GEOMETRY_SUFFIX = "_geometry.json"
 #: Reconstruction settings a request may carry, with the values used when it does not.
 DEFAULT_SETTINGS: dict[str, Any] = {"preset": None, "iterations": None, "seed": None,
-                                    "device": "auto", "overrides": []}
+                                    "device": "auto", "overrides": [],
+                                    "output_spacing_mm": None}
 
 
 class RequestError(InputError):
@@ -173,7 +175,8 @@ def _config(request: Mapping[str, Any], default_preset: str) -> ReconstructionCo
             bounds.integer_param(settings["iterations"], "iterations", bounds.MAX_ITERATIONS,
                                  minimum=1),
             seed=bounds.integer_param(settings["seed"], "seed", bounds.MAX_SEED),
-            device=bounds.text_param(settings["device"], "device"))
+            device=bounds.text_param(settings["device"], "device"),
+            output_spacing_mm=settings["output_spacing_mm"])
         bounds.check_config(config)
     except InputError as error:
         raise RequestError(str(error)) from None
