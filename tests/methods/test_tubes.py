@@ -7,11 +7,11 @@ from sdfcar.config import build_config
 from sdfcar.errors import InputError
 from sdfcar.geometry import CaseGeometry, ViewGeometry, VolumeGrid
 from sdfcar.metrics import dice
-from sdfcar.geometry.tubes import Segment, rasterize_segments
+from sdfcar.geometry.tubes import Segment, branch_point, rasterize_segments
 from sdfcar.pipeline.run import reconstruct
 from sdfcar.synthetic.simulate import project_label
 from sdfcar.methods.tubes.tracing import (TubeSettings, _Tracer, _ViewData, extend_tree,
-                                          find_start_tubes, fit_tube, trace_tree,
+                                          find_start_tubes, fit_tube, folded, trace_tree,
                                           trimmed_ends)
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 
@@ -202,6 +202,24 @@ def test_trimmed_ends_drop_thinning_free_ends_and_keep_branch_points():
     np.testing.assert_array_equal(trimmed["taper"].points, taper.points)
     np.testing.assert_array_equal(trimmed["anchored"].points, anchored.points[:-1])
     np.testing.assert_array_equal(trimmed["child"].points, child.points)
+
+
+def test_a_one_point_root_is_folded_into_its_first_branch():
+    """A start tube that cannot be followed either way leaves a one-point root (no
+    centreline for the QCA); its first branch takes its place and the others leave it."""
+    point = np.zeros((1, 3))
+    line = np.stack([np.arange(1.0, 6.0), np.zeros(5), np.zeros(5)], axis=1)
+    vessels = [Segment("root", point, np.ones(1), None),
+               Segment("a", np.vstack([point, line]), np.ones(6), "root"),
+               Segment("b", np.vstack([point, -line]), np.ones(6), "root"),
+               Segment("c", line[2] + line[:, [1, 0, 2]], np.ones(5), "a"),
+               Segment("other", line + 9.0, np.ones(5), None)]
+    folded_tree = {v.name: v for v in folded(vessels, "root")}
+    assert set(folded_tree) == {"a", "b", "c", "other"}
+    assert [folded_tree[n].parent for n in "abc"] == [None, "a", "a"]
+    assert folded_tree["other"].parent is None
+    np.testing.assert_array_equal(folded_tree["b"].points, vessels[2].points)
+    assert branch_point(folded_tree["a"], folded_tree["b"]) == 0
 
 
 def _two_vessels():
