@@ -40,13 +40,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
 from sdfcar.geometry import CaseGeometry, VolumeGrid
 from sdfcar.physics.hull import noise_sigma
 from sdfcar.geometry.tubes import Segment, branch_point
-from sdfcar.methods.tubes.solver import robust_least_squares
 from sdfcar.parallel import forked_map
 from sdfcar.physics.tubes import DetectorRays, cylinder_chords, render_chain
 from sdfcar.progress import Progress, Step, silent
@@ -60,14 +59,11 @@ FIT_HALF_LENGTH_MM = 1.0
 FIT_MAX_SHIFT_MM = 1.5
 #: Relative step of the fit's finite differences.
 FIT_DIFF_STEP = 1e-3
-#: The fit (:func:`~sdfcar.methods.tubes.solver.robust_least_squares`) stops when a step
-#: lowers its cost by less than this share or after this many batched evaluations. With
-#: SciPy's least_squares at the same tolerance the tracer took twice as long (GE pair, one
-#: process: 116 -> 55 s) for the same fits in median; the tolerance is not loosened: at
-#: 1e-4 (SciPy) vessels' ends came out longer and rca1 lost 0.04 Dice ("Faster tracing" in
-#: docs/benchmarks.md).
+#: The fit stops when its cost or its parameters change by less than this (relative;
+#: SciPy's default). At 1e-4 the tracer evaluated 34-72 % fewer chords, but the vessels'
+#: ends came out 0.2-0.4 mm longer (before :func:`trimmed_ends`) and rca1's Dice fell by
+#: 0.04-0.05 in each of three tries: docs/benchmarks.md, "Faster tracing".
 FIT_TOLERANCE = 1e-8
-FIT_EVALUATIONS = 30
 #: Radius bounds of a fit (mm).
 RADIUS_RANGE_MM = (0.3, 3.0)
 #: A start tube's support must lie in this range in both views (no overlapping vessel).
@@ -222,9 +218,20 @@ def fit_tube(views: Sequence[_ViewData], centre: np.ndarray, axis: np.ndarray,
     low = np.array([-FIT_MAX_SHIFT_MM] * 2 + [-0.6] * 2 + [low_r])
     high = np.array([FIT_MAX_SHIFT_MM] * 2 + [0.6] * 2 + [high_r])
 
-    x = robust_least_squares(residuals_of, start, low, high, ROBUST_SCALE, FIT_DIFF_STEP,
-                             FIT_TOLERANCE, FIT_EVALUATIONS)
-    (c,), (a,), (radii,) = unpack(x[None])
+    def jacobian(z: np.ndarray) -> np.ndarray:
+        """Forward differences as SciPy's "2-point" takes them (steps away from 0, turned
+        back inside the bounds), all five in one batched evaluation."""
+        step = FIT_DIFF_STEP * np.where(z >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(z))
+        step = np.where((z + step > high) | (z + step < low), -step, step)
+        step = (z + step) - z  # exactly representable
+        values = residuals_of(np.vstack([z, z + np.diag(step)]))
+        return ((values[1:] - values[0]) / step[:, None]).T
+
+    solution = optimize.least_squares(lambda z: residuals_of(z[None])[0], start,
+                                      jac=jacobian, bounds=(low, high), loss="soft_l1",
+                                      f_scale=ROBUST_SCALE, max_nfev=60,
+                                      ftol=FIT_TOLERANCE, xtol=FIT_TOLERANCE)
+    (c,), (a,), (radii,) = unpack(solution.x[None])
     r = float(radii)
     support, misfit = [], []
     for view, window, measured in windows:
