@@ -148,7 +148,7 @@ class ReconstructionConfig:
     #: grid's divided by a whole number, e.g. 0.4 for 0.8): a method with a continuous model
     #: (the tree method) is evaluated there, other methods' occupancy is interpolated. None:
     #: the fit's grid. Every front end passes it (``--output-spacing``, ``--set``, the
-    #: bundle's and MONAI Label's ``output_spacing``, the Slicer module's field).
+    #: bundle's and MONAI Label's ``output_spacing_mm``, the Slicer module's field).
     output_spacing_mm: float | None = None
     voxel: VoxelSettings = dataclasses.field(default_factory=VoxelSettings)
     field: FieldSettings = dataclasses.field(default_factory=FieldSettings)

@@ -54,3 +54,6 @@ def test_config_carries_the_output_spacing():
         build_config(overrides=["output_spacing_mm=fine"])
     with pytest.raises(InputError, match="output_spacing_mm: expected a positive value"):
         build_config(output_spacing_mm=-0.4)
+    # The same check for every setting that is a number when given (field.lr_encoding).
+    with pytest.raises(InputError, match="field.lr_encoding: expected a number"):
+        build_config("field", ["field.lr_encoding=fast"])

@@ -3,9 +3,9 @@
 A command-line user may run 10^9 iterations on their own machine; a request comes from a
 client of a server that others share, so its settings are held to bounds: the types of the
 request's own parameters, the iterations of every method, the seed, and the settings that
-size memory (hash tables, network width, eikonal samples, the output grid) or work (trees, steps). A value
-out of bounds is an :class:`~sdfcar.errors.InputError` naming the field, raised before
-anything is read or allocated.
+size memory (hash tables, network width, eikonal samples, the output grid) or work (trees,
+steps). A value out of bounds is an :class:`~sdfcar.errors.InputError` naming the field,
+raised before anything is read or allocated.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ class FieldSettings:
     eikonal_samples: int = 4096
     eikonal_step_mm: float = 0.4
 
+    #: Settings that are None by default but numbers when given.
+    NUMBERS: ClassVar[tuple[str, ...]] = ("lr_encoding",)
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "sdf2d_mode": ("boundary", "thresholded"), "optimizer": ("adam", "adamw")}
     POSITIVE: ClassVar[tuple[str, ...]] = ("alpha", "iterations", "lr", "lr_encoding",
